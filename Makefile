@@ -1,0 +1,37 @@
+# Entry points: `make demo` (the main job) and `make test` (the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build by default; on a GPU machine: make setup TORCH=torch
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint format demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/pip install --quiet ruff
+	$(BIN)/ruff check nmt cli tests recipes
+
+format: $(STAMP)
+	$(BIN)/ruff format nmt cli tests recipes
+
+demo: $(STAMP)
+	$(MAKE) -f recipes/demo.mk NMT=$(abspath $(BIN))/nmt
+
+bench: $(STAMP)
+	$(BIN)/python recipes/bench/bench.py $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) runs out bench-out

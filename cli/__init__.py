@@ -1,0 +1,1 @@
+"""The `nmt` command-line app (installed as the package `nmt_cli`)."""

@@ -1,0 +1,69 @@
+"""Stderr console, progress bars and the error boundary of every command."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from nmt.errors import NmtError
+
+stderr = Console(stderr=True, highlight=False)
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def info(message: str) -> None:
+    """A status line on stderr, unless --quiet."""
+    if not _state["quiet"]:
+        stderr.print(message)
+
+
+def warn(message: str) -> None:
+    """Warnings are shown even with --quiet."""
+    stderr.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def progress(transient: bool = False) -> Progress:
+    """A rich progress bar on stderr; disabled when quiet or stderr is not a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=transient,
+        disable=_state["quiet"] or not sys.stderr.isatty(),
+    )
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn NmtError (and Ctrl-C) into one line on stderr and a non-zero exit code."""
+    try:
+        yield
+    except NmtError as err:
+        stderr.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        stderr.print("[red]interrupted[/red]")
+        raise typer.Exit(130) from None

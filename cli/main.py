@@ -1,0 +1,42 @@
+"""The `nmt` app: registers the commands. Heavy libraries are imported inside the commands,
+so `nmt --help` stays fast."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nmt import __version__
+from nmt_cli import console
+
+app = typer.Typer(
+    help="RNN-attention neural machine translation: preprocess, train, translate, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nmt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and warnings on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """RNN-attention neural machine translation."""
+    console.set_quiet(quiet)
+
+
+# Command registration: one line per command (each module keeps its heavy imports inside the
+# command function).

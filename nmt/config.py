@@ -1,0 +1,209 @@
+"""Settings as frozen dataclasses: one source of defaults and help for the library and the CLI.
+
+A config file (TOML) is flat: its keys are the long option names of `nmt train` (`emb-size` or
+`emb_size`). Resolution order: field default < config file < command line. Unknown keys and values
+of the wrong type are a ConfigError that lists what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nmt.errors import ConfigError
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture: what `build_model` reads; saved in every checkpoint."""
+
+    emb_size: int = _opt(256, "Embedding size (source and target).")
+    hidden_size: int = _opt(
+        512, "Decoder hidden size; the bidirectional encoder uses half per direction."
+    )
+    enc_layers: int = _opt(1, "Encoder layers (each bidirectional).")
+    dec_layers: int = _opt(1, "Decoder layers.")
+    cell: Literal["lstm", "gru", "rnn"] = _opt("lstm", "Recurrent cell: lstm, gru or rnn (Elman).")
+    dropout: float = _opt(0.3, "Dropout on embeddings, between layers and on attentional vectors.")
+    attention_size: int = _opt(0, "Additive attention size; 0 means the hidden size.")
+    tie_embeddings: bool = _opt(
+        False, "Tie target embedding and output weights (needs emb-size == hidden-size)."
+    )
+    src_embeddings: str = _opt("", "Pretrained source vectors (word2vec/GloVe text file).")
+    tgt_embeddings: str = _opt("", "Pretrained target vectors (word2vec/GloVe text file).")
+    freeze_embeddings: bool = _opt(False, "Keep loaded pretrained embeddings fixed.")
+    share_decoder_embeddings: bool = _opt(
+        False, "Multi-task: one target embedding and output layer for all decoders (shared vocab)."
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batching, optimisation, validation, checkpoints, device."""
+
+    batch_size: int = _opt(64, "Sentences per batch (used when batch-tokens is 0).")
+    batch_tokens: int = _opt(0, "Target tokens per batch; 0 means batch by batch-size.")
+    max_len: int = _opt(100, "Longest source/target kept for training (tokens).")
+    lr: float = _opt(5e-4, "Peak learning rate.")
+    optimizer: Literal["adam", "adamw"] = _opt("adam", "Optimizer.")
+    weight_decay: float = _opt(0.0, "Weight decay (decoupled with adamw).")
+    schedule: Literal["plateau", "warmup", "constant"] = _opt(
+        "plateau", "LR schedule: reduce on validation plateau, warm-up + inverse-sqrt decay, or none."
+    )
+    warmup_steps: int = _opt(1000, "Warm-up steps of the warmup schedule.")
+    lr_decay: float = _opt(0.5, "Plateau schedule: factor applied to the LR.")
+    lr_patience: int = _opt(2, "Plateau schedule: validations without improvement before decay.")
+    min_lr: float = _opt(1e-6, "Lower bound on the learning rate.")
+    label_smoothing: float = _opt(0.0, "Label smoothing of the cross-entropy.")
+    clip_norm: float = _opt(5.0, "Clip the global gradient norm to this; 0 disables.")
+    accum_steps: int = _opt(1, "Batches accumulated into one update.")
+    max_steps: int = _opt(0, "Stop after this many updates; 0 means no limit.")
+    max_epochs: int = _opt(0, "Stop after this many epochs; 0 means no limit.")
+    valid_every: int = _opt(1000, "Validate every N updates (and at the end).")
+    valid_metric: Literal["bleu", "loss"] = _opt("bleu", "Metric for early stopping and best.")
+    valid_beam: int = _opt(1, "Beam size of validation translation (1 = greedy).")
+    patience: int = _opt(10, "Stop after this many validations without improvement; 0 = never.")
+    keep_last: int = _opt(3, "Checkpoints kept besides the best.")
+    log_every: int = _opt(100, "Log training metrics every N updates.")
+    seed: int = _opt(42, "Random seed (data order, initialisation, dropout).")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = _opt(
+        "auto", "Autocast precision on CUDA (auto = bf16 where supported); the CPU uses fp32."
+    )
+    threads: int = _opt(0, "CPU threads for torch; 0 means one per core.")
+    tasks: str = _opt("", "Comma-separated tasks (target sides) to train; empty means all.")
+    task_schedule: Literal["round-robin", "proportional", "temperature"] = _opt(
+        "round-robin", "Multi-task: which task each batch is drawn from."
+    )
+    task_temperature: float = _opt(5.0, "Multi-task: temperature of the temperature schedule.")
+    task_weights: str = _opt("", "Multi-task loss weights, e.g. 'de=1,fr=0.5'; default 1 each.")
+    aux_tasks: str = _opt("", "Tasks that are training-only (dropped at translation time).")
+    select_task: str = _opt("", "Task whose validation metric picks the best checkpoint; empty=mean.")
+
+
+CONFIG_CLASSES = (ModelConfig, TrainConfig)
+
+
+def option_name(key: str) -> str:
+    """Field name -> long option name (`emb_size` -> `emb-size`)."""
+    return key.replace("_", "-")
+
+
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _all_fields() -> dict[str, tuple[type, dataclasses.Field]]:
+    return {name: (cls, f) for cls in CONFIG_CLASSES for name, f in fields_of(cls).items()}
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{option_name(key)}: {value!r} is not one of {', '.join(choices)}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{option_name(key)}: expected {hint.__name__}, got {value!r}")
+
+
+def resolve(*layers: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """Merge layers of settings (later wins; None values skipped) into the two configs."""
+    known = _all_fields()
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for raw_key, value in layer.items():
+            key = raw_key.replace("-", "_")
+            if key not in known:
+                valid = ", ".join(sorted(option_name(k) for k in known))
+                raise ConfigError(f"unknown setting {raw_key!r}; valid settings: {valid}")
+            if value is not None:
+                merged[key] = value
+    built = []
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        values = {k: _coerce(k, merged[k], hints[k]) for k in fields_of(cls) if k in merged}
+        built.append(cls(**values))
+    model, train = built
+    _check(model, train)
+    return model, train  # type: ignore[return-value]
+
+
+def _check(model: ModelConfig, train: TrainConfig) -> None:
+    positive = {
+        "emb_size": model.emb_size,
+        "hidden_size": model.hidden_size,
+        "enc_layers": model.enc_layers,
+        "dec_layers": model.dec_layers,
+        "accum_steps": train.accum_steps,
+        "valid_every": train.valid_every,
+        "log_every": train.log_every,
+        "max_len": train.max_len,
+        "valid_beam": train.valid_beam,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{option_name(key)} must be at least 1, got {value}")
+    if model.hidden_size % 2:
+        raise ConfigError(f"hidden-size must be even (split over two directions), got {model.hidden_size}")
+    if not 0.0 <= model.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {model.dropout}")
+    if model.tie_embeddings and model.emb_size != model.hidden_size:
+        raise ConfigError("tie-embeddings needs emb-size == hidden-size")
+    if train.batch_size < 1 and train.batch_tokens < 1:
+        raise ConfigError("set batch-size or batch-tokens to a positive number")
+    if not 0.0 <= train.label_smoothing < 1.0:
+        raise ConfigError(f"label-smoothing must be in [0, 1), got {train.label_smoothing}")
+
+
+def load_file(path: Path | str) -> dict[str, Any]:
+    """Read a flat TOML config file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ConfigError(f"{path}: config is flat (option = value); found sections {nested}")
+    return data
+
+
+def to_dict(*configs: Any) -> dict[str, Any]:
+    """Flat dict of every field (for checkpoints and logs)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        out.update(dataclasses.asdict(cfg))
+    return out
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """Flat scalars as TOML (JSON string escapes are valid TOML basic strings)."""
+    lines = []
+    for key, value in values.items():
+        text = json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+        lines.append(f"{option_name(key)} = {text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""Strict text reading with line numbers, and atomic writes.
+
+Reading rules (documented in the README, applied to every corpus line):
+- files are UTF-8; a `.gz` suffix is decompressed transparently;
+- a byte-order mark at the start of the file is removed;
+- line ends are LF or CRLF (the CR is removed);
+- invalid UTF-8 is an error naming the file and line, unless errors="replace", which turns each
+  bad byte into U+FFFD;
+- `normalize()` turns control characters (NUL included) and every kind of Unicode whitespace into
+  one ASCII space, collapses runs of spaces and strips both ends. Tokenizers see only normalised
+  text, so decode(encode(x)) == normalize(x) for every tokenizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Literal
+
+from nmt.errors import DataError
+
+Errors = Literal["strict", "replace"]
+
+_SPACE = re.compile(r"\s+")
+
+
+def _is_blank(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Zs", "Zl", "Zp")
+
+
+def normalize(text: str) -> str:
+    """Control characters and Unicode whitespace -> one space; ends stripped."""
+    if not text.isprintable():
+        text = "".join(" " if _is_blank(ch) else ch for ch in text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a plain or gzip file for reading bytes; a missing file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path)
+    raw = open(path, "rb")
+    if path.suffix == ".gz":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
+
+
+def read_lines(path: Path | str, errors: Errors = "strict") -> Iterator[str]:
+    """Yield the lines of a text file, line ends removed, rules of the module docstring applied.
+
+    Lines are not normalised here (callers decide); the iterator holds one line at a time.
+    """
+    path = Path(path)
+    with open_binary(path) as handle:
+        for number, raw in enumerate(_read_raw(handle, path), start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                text = raw.decode("utf-8", errors=errors)
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"invalid UTF-8 at byte {err.start} (use --errors replace to substitute U+FFFD)",
+                    path,
+                    number,
+                ) from None
+            yield text.rstrip("\n").removesuffix("\r")
+
+
+def _read_raw(handle: IO[bytes], path: Path) -> Iterator[bytes]:
+    try:
+        yield from handle
+    except (OSError, EOFError) as err:  # truncated or corrupt gzip
+        raise DataError(f"cannot read: {err}", path) from None
+
+
+def count_lines(path: Path | str) -> int:
+    """Number of lines, counted as read_lines counts them."""
+    with open_binary(Path(path)) as handle:
+        return sum(1 for _ in _read_raw(handle, Path(path)))
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file beside `path`, then rename it over `path` on success.
+
+    On an exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with io.open(fd, mode, encoding=encoding, newline="\n" if encoding else None) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name beside `path`; rename it into place on success.
+
+    An existing `path` is an error unless `force`; with `force` it is replaced only once the new
+    directory is complete, so a failed run never leaves a half-written result.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise DataError("already exists (use --force to overwrite)", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
