@@ -50,6 +50,7 @@ class ModelConfig:
 class TrainConfig:
     """How to train: batching, optimisation, validation, checkpoints, device."""
 
+    data: str = _opt("", "Data bundle directory (made by `nmt preprocess`).")
     batch_size: int = _opt(64, "Sentences per batch (used when batch-tokens is 0).")
     batch_tokens: int = _opt(0, "Target tokens per batch; 0 means batch by batch-size.")
     max_len: int = _opt(100, "Longest source/target kept for training (tokens).")

@@ -61,18 +61,23 @@ def read_lines(path: Path | str, errors: Errors = "strict") -> Iterator[str]:
     """
     path = Path(path)
     with open_binary(path) as handle:
-        for number, raw in enumerate(_read_raw(handle, path), start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                text = raw.decode("utf-8", errors=errors)
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"invalid UTF-8 at byte {err.start} (use --errors replace to substitute U+FFFD)",
-                    path,
-                    number,
-                ) from None
-            yield text.rstrip("\n").removesuffix("\r")
+        yield from decode_lines(handle, path, errors)
+
+
+def decode_lines(handle: IO[bytes], name: Path | str, errors: Errors = "strict") -> Iterator[str]:
+    """The rules of read_lines applied to an open binary stream (e.g. stdin) named `name`."""
+    for number, raw in enumerate(_read_raw(handle, Path(name)), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"invalid UTF-8 at byte {err.start} (use --errors replace to substitute U+FFFD)",
+                name,
+                number,
+            ) from None
+        yield text.rstrip("\n").removesuffix("\r")
 
 
 def _read_raw(handle: IO[bytes], path: Path) -> Iterator[bytes]:
@@ -135,3 +140,46 @@ def atomic_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class ResumableOutput:
+    """A text output built as `PATH.partial` and renamed to PATH once complete.
+
+    A crash leaves PATH untouched and the `.partial` file holding only whole lines (each write is
+    flushed at line boundaries by the caller); `resume=True` keeps those lines (`done` counts them)
+    and appends after them, otherwise the partial file is started afresh.
+    """
+
+    def __init__(self, path: Path | str, resume: bool = False):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done = 0
+        if resume and self.partial.exists():
+            data = self.partial.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.done = complete.count(b"\n")
+            with open(self.partial, "r+b") as handle:
+                handle.truncate(len(complete))
+        elif resume and self.path.exists():
+            raise DataError("is already complete; nothing to resume", self.path)
+        self.handle = open(self.partial, "a" if resume else "w", encoding="utf-8", newline="\n")
+
+    def write_line(self, text: str) -> None:
+        self.handle.write(text + "\n")
+
+    def flush(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def commit(self) -> None:
+        """Close and move the finished output into place."""
+        self.flush()
+        self.handle.close()
+        os.replace(self.partial, self.path)
+
+    def close(self) -> None:
+        """Close without committing (after an error): the partial file stays for --resume."""
+        if not self.handle.closed:
+            self.handle.flush()
+            self.handle.close()

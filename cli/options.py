@@ -1,0 +1,52 @@
+"""Option spellings shared by commands, and `nmt train`'s options generated from the config
+dataclasses (one spelling per setting: field `emb_size` <-> option `--emb-size` <-> config key)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from nmt.config import CONFIG_CLASSES, option_name
+
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")]
+RunPath = Annotated[
+    Path, typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file.")
+]
+
+_PANELS = {"ModelConfig": "Model", "TrainConfig": "Training"}
+
+
+def config_parameters() -> list[inspect.Parameter]:
+    """One keyword-only, default-None option per config field (None = not given)."""
+    params = []
+    for cls in CONFIG_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            hint = hints[field.name]
+            help_text = field.metadata["help"]
+            if typing.get_origin(hint) is Literal:
+                help_text += f" [{'|'.join(typing.get_args(hint))}]"
+                hint = str
+            name = option_name(field.name)
+            decls = [f"--{name}/--no-{name}"] if hint is bool else [f"--{name}"]
+            option = typer.Option(*decls, help=help_text, rich_help_panel=_PANELS[cls.__name__],
+                                  show_default=str(field.default) if field.default != "" else False)
+            params.append(inspect.Parameter(
+                field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                annotation=Annotated[Optional[hint], option],  # noqa: UP007 (typer needs Optional)
+            ))
+    return params
+
+
+def with_config_options(func: Any) -> Any:
+    """Append the generated config options to a command function's signature."""
+    signature = inspect.signature(func, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    func.__signature__ = signature.replace(parameters=fixed + config_parameters())
+    return func

@@ -1,0 +1,101 @@
+"""Checkpoints: written atomically, loaded without running code, self-describing.
+
+A checkpoint is a dict of tensors and plain Python values (numbers, strings, lists, dicts) saved
+with torch.save and loaded with `weights_only=True`, so a crafted file cannot execute code. It
+holds the model and the settings to rebuild it, and (for training checkpoints) the optimizer,
+schedule, RNG, sampler and task-schedule states needed to resume exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.errors import CheckpointError
+
+FORMAT = "nmt-checkpoint"
+VERSION = 1
+_STEP_FILE = re.compile(r"^ckpt-(\d+)\.pt$")
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` atomically (temporary file + rename in the same directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True; anything else is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load (not plain weights): {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an nmt checkpoint")
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: format version {data['version']} is newer than supported")
+    return data
+
+
+def step_path(directory: Path, step: int) -> Path:
+    return directory / f"ckpt-{step:08d}.pt"
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the periodic checkpoints in `directory`, oldest first."""
+    found = []
+    for entry in directory.glob("ckpt-*.pt"):
+        match = _STEP_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def prune(directory: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` periodic checkpoints (best.pt is separate)."""
+    for _, path in step_checkpoints(directory)[: -keep_last or None]:
+        path.unlink(missing_ok=True)
+
+
+def average(paths: list[Path]) -> dict[str, Any]:
+    """A checkpoint whose model weights are the mean of `paths` (inference-only: no optimizer)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    first = load(paths[0])
+    total = {k: v.double().clone() for k, v in first["model"].items() if v.is_floating_point()}
+    for path in paths[1:]:
+        model = load(path)["model"]
+        if model.keys() != first["model"].keys():
+            raise CheckpointError(f"{path}: parameters differ from {paths[0]}")
+        for key in total:
+            total[key] += model[key].double()
+    averaged = dict(first["model"])
+    for key, value in total.items():
+        averaged[key] = (value / len(paths)).to(first["model"][key].dtype)
+    keep = ("model_config", "train_config", "tasks", "vocab", "step")
+    out = {k: first[k] for k in keep if k in first}
+    out.update(model=averaged, averaged_from=[str(p) for p in paths])
+    return out

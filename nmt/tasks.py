@@ -1,0 +1,60 @@
+"""Multi-task schedule: which task (decoder) the next batch is drawn from.
+
+- round-robin: tasks in turn;
+- proportional: sampled with probability proportional to each task's number of training pairs;
+- temperature: sampled with p_i proportional to n_i ** (1 / T) (T = 1 is proportional; large T
+  tends to uniform), as in multilingual NMT.
+Sampling uses its own seeded generator, whose state is saved in checkpoints for exact resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nmt.errors import ConfigError
+
+
+class TaskSchedule:
+    def __init__(self, sizes: dict[str, int], kind: str, temperature: float, seed: int):
+        if not sizes:
+            raise ConfigError("no tasks to train")
+        if kind == "temperature" and temperature <= 0:
+            raise ConfigError(f"task-temperature must be positive, got {temperature}")
+        self.tasks = list(sizes)
+        self.kind = kind
+        exponent = 1.0 / temperature if kind == "temperature" else 1.0
+        weights = torch.tensor([float(sizes[t]) ** exponent for t in self.tasks])
+        self.probs = weights / weights.sum()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.count = 0
+
+    def next(self) -> str:
+        """The task of the next batch."""
+        self.count += 1
+        if self.kind == "round-robin" or len(self.tasks) == 1:
+            return self.tasks[(self.count - 1) % len(self.tasks)]
+        pick = torch.multinomial(self.probs, 1, generator=self.generator)
+        return self.tasks[int(pick)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = int(state["count"])
+        self.generator.set_state(state["generator"])
+
+
+def parse_weights(text: str, tasks: list[str]) -> dict[str, float]:
+    """'de=1,fr=0.5' -> {task: weight}; unnamed tasks weigh 1."""
+    weights = {task: 1.0 for task in tasks}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name not in weights:
+            raise ConfigError(f"task-weights: bad item {item!r}; tasks are {', '.join(tasks)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"task-weights: {value!r} is not a number") from None
+    return weights
