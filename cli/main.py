@@ -40,3 +40,16 @@ def main(
 
 # Command registration: one line per command (each module keeps its heavy imports inside the
 # command function).
+from nmt_cli.train import train  # noqa: E402
+
+app.command()(train)
+from nmt_cli.translate import translate  # noqa: E402
+from nmt_cli.evaluate import evaluate  # noqa: E402
+from nmt_cli.average import average  # noqa: E402
+
+app.command()(translate)
+app.command()(evaluate)
+app.command()(average)
+from nmt_cli.preprocess import preprocess  # noqa: E402
+
+app.command()(preprocess)

@@ -93,6 +93,13 @@ def count_lines(path: Path | str) -> int:
         return sum(1 for _ in _read_raw(handle, Path(path)))
 
 
+def _chmod_like_new(path: str | Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give them the umask's usual mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file beside `path`, then rename it over `path` on success.
@@ -108,6 +115,7 @@ def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        _chmod_like_new(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -127,6 +135,7 @@ def atomic_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
         raise DataError("already exists (use --force to overwrite)", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    _chmod_like_new(tmp, 0o777)
     try:
         yield tmp
         if path.exists():

@@ -1,0 +1,378 @@
+"""The data bundle: what `nmt preprocess` writes and what training and translation read.
+
+A bundle is one directory (SIDE is "src" or a task, i.e. a target language):
+  manifest.json           format version, languages, tokenizer settings, vocabulary files, per
+                          split: lines, sentences, tokens per side, pairs filtered by reason, the
+                          source files with their sha256; the options of the run
+  spm.model               sentencepiece model (subword; joint), or spm.SIDE.model (separate)
+  vocab.txt               the vocabulary (joint), or vocab.SIDE.txt (separate)
+  SPLIT.SIDE.ids.npy      the split binarized: int32 ids and int64 offsets (nmt/tokenarray.py)
+  SPLIT.SIDE.offsets.npy
+  SPLIT.SIDE.txt          valid/test only: the normalised text, line i <-> sentence i
+
+Filtering (training split only): a pair (the source and every target) is dropped when any side
+is empty after normalisation ("empty"), when any side has more than max_tokens tokens
+("too_long"), or when the longer/shorter token ratio of the source and any target exceeds
+max_ratio ("ratio"). Dropping whole pairs keeps every side aligned. Valid and test keep every
+line, empty or long, so that references keep their line numbers.
+
+Memory: files are streamed. Pass 1 trains sentencepiece (subword only). Pass 2 tokenizes,
+filters and writes provisional ids (one per distinct piece) to disk; the vocabulary is then built
+from their counts and the ids are remapped. What stays in memory is the piece table plus
+4 bytes per sentence and side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nmt import __version__
+from nmt.corpus import Format, ParallelSource, open_sources
+from nmt.errors import ConfigError, DataError
+from nmt.textio import Errors, atomic_dir, atomic_write, normalize
+from nmt.tokenarray import TokenArray, TokenArrayWriter
+from nmt.tokenizers import (
+    CharTokenizer,
+    SpmType,
+    Tokenizer,
+    TokenizerName,
+    WordTokenizer,
+    load_tokenizer,
+    train_sentencepiece,
+)
+from nmt.vocab import Vocabulary
+
+FORMAT_VERSION = 1
+ProgressFn = Callable[[str, int, int], None]  # (stage, rows done, rows in total)
+_EVERY = 10_000  # rows between progress reports
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """What `nmt preprocess` does; each field is the CLI option of the same name."""
+
+    src: str
+    tgt: tuple[str, ...]
+    out: Path
+    train: str = ""  # file prefix (text) or file (tsv, jsonl)
+    valid: str = ""
+    test: str = ""
+    format: Format = "auto"
+    columns: tuple[str, ...] = ()  # one per side, source first; () = the language codes
+    hf_dataset: str = ""
+    hf_config: str = ""
+    hf_split: tuple[tuple[str, str], ...] = ()  # (our split, dataset split)
+    tokenizer: TokenizerName = "subword"
+    spm_type: SpmType = "bpe"
+    joint: bool | None = None  # None: joint for subword, separate for word and char
+    vocab_size: int = 8000
+    min_freq: int = 1
+    max_vocab: int = 50_000
+    max_tokens: int = 250
+    max_ratio: float = 9.0
+    errors: Errors = "strict"
+    force: bool = False
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return ("src", *self.tgt)
+
+    @property
+    def is_joint(self) -> bool:
+        return self.joint if self.joint is not None else self.tokenizer == "subword"
+
+    def check(self) -> None:
+        lows = {"vocab_size": 1, "min_freq": 1, "max_vocab": 0, "max_tokens": 1, "max_ratio": 1}
+        for name, low in lows.items():
+            if getattr(self, name) < low:
+                option = name.replace("_", "-")
+                raise ConfigError(f"--{option} must be at least {low}, got {getattr(self, name)}")
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def _drop_reason(lengths: Sequence[int], max_tokens: int, max_ratio: float) -> str | None:
+    if max(lengths) > max_tokens:
+        return "too_long"
+    src = lengths[0]
+    if any(max(src, n) > max_ratio * min(src, n) for n in lengths[1:]):
+        return "ratio"
+    return None
+
+
+@dataclass
+class _Builder:
+    """One run of `build`: the passes over the corpus, writing into the directory `tmp`."""
+
+    opt: PreprocessOptions
+    sources: dict[str, ParallelSource]
+    totals: dict[str, int]  # rows per split
+    tmp: Path
+    report: ProgressFn
+    tokenizers: dict[str, Tokenizer] = field(default_factory=dict)  # side -> tokenizer
+    vocabs: dict[str, Vocabulary] = field(default_factory=dict)  # side -> vocabulary
+
+    @property
+    def groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(file suffix, sides) sharing one tokenizer model, piece table and vocabulary."""
+        sides = self.opt.sides
+        return [("", sides)] if self.opt.is_joint else [(f".{s}", (s,)) for s in sides]
+
+    def _rows(self, split: str, stage: str) -> Iterator[list[str]]:
+        """Normalised texts of each row, with progress reports."""
+        total = self.totals[split]
+        for number, row in enumerate(self.sources[split].rows(), start=1):
+            if number % _EVERY == 0:
+                self.report(stage, number, total)
+            yield [normalize(text) for text in row]
+        self.report(stage, total, total)
+
+    def _sentences(self, columns: list[int], stage: str) -> Iterator[str]:
+        """Training sentences of some sides, from pairs with text on every side."""
+        kept = 0
+        for texts in self._rows("train", stage):
+            if all(texts):
+                kept += 1
+                yield from (texts[k] for k in columns)
+        if not kept:
+            raise DataError("no training pair has text on every side", self.sources["train"].label)
+
+    def make_tokenizers(self) -> None:
+        """Pass 1 (subword only): train sentencepiece on the training split."""
+        opt = self.opt
+        for suffix, group in self.groups:
+            if opt.tokenizer == "subword":
+                columns = [opt.sides.index(side) for side in group]
+                text = self._sentences(columns, f"sentencepiece{suffix}: reading train")
+                path = self.tmp / f"spm{suffix}.model"
+                tok: Tokenizer = train_sentencepiece(text, path, opt.vocab_size, opt.spm_type)
+            else:
+                tok = WordTokenizer() if opt.tokenizer == "word" else CharTokenizer()
+            self.tokenizers.update({side: tok for side in group})
+
+    def write_train(self) -> dict[str, Any]:
+        """Pass 2: tokenize, filter and write provisional ids (an id per distinct piece)."""
+        opt, sides = self.opt, self.opt.sides
+        tables = {side: table for _, group in self.groups for table in [{}] for side in group}
+        writers = {side: TokenArrayWriter(self.tmp / f"train.{side}") for side in sides}
+        filtered = dict.fromkeys(("empty", "too_long", "ratio"), 0)
+        for texts in self._rows("train", "train"):
+            if not all(texts):
+                filtered["empty"] += 1
+                continue
+            pieces = [self.tokenizers[s].encode(t) for s, t in zip(sides, texts, strict=True)]
+            reason = _drop_reason([len(p) for p in pieces], opt.max_tokens, opt.max_ratio)
+            if reason:
+                filtered[reason] += 1
+                continue
+            for side, side_pieces in zip(sides, pieces, strict=True):
+                table = tables[side]
+                writers[side].add([table.setdefault(p, len(table)) for p in side_pieces])
+        kept = len(writers["src"].lengths)
+        lines = kept + sum(filtered.values())
+        if kept == 0:
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in filtered.items())
+            message = f"no training pairs left after filtering {lines} lines ({reasons})"
+            raise DataError(message, self.sources["train"].label)
+        files = {}
+        for suffix, group in self.groups:
+            vocab, lut = self._vocabulary(tables[group[0]], [writers[side] for side in group])
+            vocab.save(self.tmp / f"vocab{suffix}.txt")
+            for side in group:
+                self.vocabs[side] = vocab
+                files[side] = writers[side].finish(lut)
+        return self._entry("train", lines, writers, files, filtered=filtered)
+
+    def _vocabulary(
+        self, table: dict[str, int], writers: list[TokenArrayWriter]
+    ) -> tuple[Vocabulary, np.ndarray]:
+        """The vocabulary from the kept pairs' counts, and provisional id -> vocabulary id."""
+        pieces = list(table)  # insertion order = provisional id
+        counts = sum(w.counts(len(pieces)) for w in writers).tolist()
+        counted = dict(zip(pieces, counts, strict=True))
+        vocab = Vocabulary.build(counted, self.opt.min_freq, self.opt.max_vocab)
+        return vocab, np.array([vocab.index(p) for p in pieces], np.int32)
+
+    def write_eval(self, split: str) -> dict[str, Any]:
+        """Every line kept (aligned with the references): ids and normalised text."""
+        sides = self.opt.sides
+        writers = {side: TokenArrayWriter(self.tmp / f"{split}.{side}") for side in sides}
+        empty = lines = 0
+        with contextlib.ExitStack() as stack:
+            paths = {side: self.tmp / f"{split}.{side}.txt" for side in sides}
+            out = {
+                side: stack.enter_context(open(p, "w", encoding="utf-8"))
+                for side, p in paths.items()
+            }
+            for texts in self._rows(split, split):
+                lines += 1
+                empty += not all(texts)
+                for side, text in zip(sides, texts, strict=True):
+                    out[side].write(text + "\n")
+                    pieces = self.tokenizers[side].encode(text)
+                    writers[side].add(self.vocabs[side].encode(pieces))
+        files = {side: {**w.finish(), "text": paths[side].name} for side, w in writers.items()}
+        return self._entry(split, lines, writers, files, empty_kept=empty)
+
+    def _entry(
+        self,
+        split: str,
+        lines: int,
+        writers: dict[str, TokenArrayWriter],
+        files: dict[str, Any],
+        **counts: Any,
+    ) -> dict[str, Any]:
+        sentences = len(writers["src"].lengths)
+        tokens = {side: w.tokens for side, w in writers.items()}
+        return {
+            "lines": lines,
+            "sentences": sentences,
+            "tokens": tokens,
+            **counts,
+            "files": files,
+            "source": self.sources[split].describe(),
+        }
+
+    def manifest(self, splits: dict[str, Any]) -> dict[str, Any]:
+        opt = self.opt
+        return {
+            "format": "nmt-bundle",
+            "format_version": FORMAT_VERSION,
+            "created_by": f"nmt {__version__}",
+            "src_lang": opt.src,
+            "tasks": list(opt.tgt),
+            "joint": opt.is_joint,
+            "tokenizer": {side: self.tokenizers[side].manifest_entry() for side in opt.sides},
+            "vocab": {
+                side: {"file": f"vocab{suffix}.txt", "size": len(self.vocabs[side])}
+                for suffix, group in self.groups
+                for side in group
+            },
+            "splits": splits,
+            "options": json.loads(json.dumps(dataclasses.asdict(opt), default=str)),
+        }
+
+
+def build(options: PreprocessOptions, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Read, tokenize, filter and binarize a corpus into the bundle `options.out`; return the
+    manifest. The bundle appears only when complete (it is built under a temporary name)."""
+    opt = options
+    opt.check()
+    paths = {"train": opt.train, "valid": opt.valid, "test": opt.test}
+    sources = open_sources(
+        (opt.src, *opt.tgt),
+        paths,
+        opt.format,
+        opt.columns,
+        opt.errors,
+        opt.hf_dataset,
+        opt.hf_config,
+        opt.hf_split,
+    )
+    totals = {split: source.check() for split, source in sources.items()}
+    for split, total in totals.items():
+        if total == 0:
+            raise DataError(f"empty corpus: the {split} split has no lines", sources[split].label)
+    try:
+        with atomic_dir(opt.out, opt.force) as tmp:
+            builder = _Builder(opt, sources, totals, tmp, progress or _silent)
+            builder.make_tokenizers()
+            splits = {"train": builder.write_train()}  # builds the vocabularies
+            for split in [split for split in sources if split != "train"]:
+                splits[split] = builder.write_eval(split)
+            manifest = builder.manifest(splits)
+            with atomic_write(tmp / "manifest.json") as handle:
+                json.dump(manifest, handle, indent=2, ensure_ascii=False)
+                handle.write("\n")
+    except OSError as err:
+        raise DataError(f"cannot write the bundle: {err.strerror or err}", opt.out) from None
+    return manifest
+
+
+class Bundle:
+    """An opened bundle: languages, vocabularies, tokenizers and memory-mapped splits."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = path
+        self.manifest = manifest
+        self.src_lang: str = manifest["src_lang"]
+        self.tasks: tuple[str, ...] = tuple(manifest["tasks"])
+        self.splits: tuple[str, ...] = tuple(manifest["splits"])
+        vocabs = {e["file"]: Vocabulary.load(path / e["file"]) for e in manifest["vocab"].values()}
+        tokenizers: dict[str, Tokenizer] = {}  # one object per distinct entry (joint: shared)
+        for entry in manifest["tokenizer"].values():
+            key = json.dumps(entry, sort_keys=True)
+            if key not in tokenizers:
+                tokenizers[key] = load_tokenizer(entry, path)
+
+        def tokenizer(side: str) -> Tokenizer:
+            return tokenizers[json.dumps(manifest["tokenizer"][side], sort_keys=True)]
+
+        self.src_vocab = vocabs[manifest["vocab"]["src"]["file"]]
+        self.tgt_vocabs = {t: vocabs[manifest["vocab"][t]["file"]] for t in self.tasks}
+        self.src_tokenizer = tokenizer("src")
+        self.tgt_tokenizers = {t: tokenizer(t) for t in self.tasks}
+
+    def has_split(self, split: str) -> bool:
+        return split in self.manifest["splits"]
+
+    def meta_files(self) -> list[str]:
+        """The small files translation needs (manifest, vocabularies, tokenizer models),
+        relative to the bundle directory; a checkpoint can carry them."""
+        vocabs = [entry["file"] for entry in self.manifest["vocab"].values()]
+        models = [
+            entry["model"] for entry in self.manifest["tokenizer"].values() if "model" in entry
+        ]
+        return list(dict.fromkeys(["manifest.json", *vocabs, *models]))
+
+    def _files(self, split: str, side: str) -> dict[str, str]:
+        if split not in self.manifest["splits"]:
+            raise DataError(f"no split {split!r} (splits: {', '.join(self.splits)})", self.path)
+        files = self.manifest["splits"][split]["files"]
+        if side not in files:
+            raise DataError(f"no side {side!r} (sides: {', '.join(files)})", self.path)
+        return files[side]
+
+    def _array(self, split: str, side: str) -> TokenArray:
+        files = self._files(split, side)
+        return TokenArray.load(self.path / files["ids"], self.path / files["offsets"])
+
+    def source(self, split: str) -> TokenArray:
+        return self._array(split, "src")
+
+    def target(self, split: str, task: str) -> TokenArray:
+        return self._array(split, task)
+
+    def text_path(self, split: str, side: str) -> Path:
+        """Normalised text of a valid/test side (`side` = "src" or a task)."""
+        files = self._files(split, side)
+        if "text" not in files:
+            raise DataError(f"the {split} split keeps no text (only valid and test do)", self.path)
+        return self.path / files["text"]
+
+
+def open_bundle(path: Path | str) -> Bundle:
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("not a bundle (no manifest.json; run `nmt preprocess`)", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"corrupt manifest.json: {err}", path) from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(
+            f"bundle format {manifest.get('format_version')!r} is not "
+            f"{FORMAT_VERSION}; run `nmt preprocess` again",
+            path,
+        )
+    return Bundle(path, manifest)

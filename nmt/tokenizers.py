@@ -1,0 +1,196 @@
+"""Tokenizers at three levels (word, character, subword) behind one small interface.
+
+Every tokenizer receives `textio.normalize()`d text (single spaces, no control characters, no
+leading or trailing space) and guarantees decode(encode(x)) == x for such text, except where a
+rule below says otherwise.
+
+- word: a token is a maximal run of letters, digits and combining marks, or any other single
+  non-space character (punctuation, symbols). A token written right after the previous one, with
+  no space between them, carries the joiner "￭" (U+FFED) as a prefix: "Hi, you." -> "Hi", "￭,",
+  "you", "￭.". Decoding joins tokens with spaces and glues a token that starts with the joiner and
+  is at least 2 characters long to its left neighbour. A literal "￭" in the text is punctuation,
+  so it becomes the 1-character token "￭" (or "￭￭" when glued); both decode exactly.
+- char: each character is a token; a space becomes "▁" (U+2581) and a literal "▁" becomes the
+  3-character token "<▁>", so the two never collide.
+- subword: a sentencepiece model (BPE or unigram; Kudo & Richardson 2018,
+  https://arxiv.org/abs/1808.06226) trained on the training split with character_coverage=1.0
+  and no normalisation rule. Round trips are exact for text made of characters seen in training,
+  except the character "▁" itself, which is sentencepiece's space marker and decodes as a space.
+  A character never seen in training stays a piece of its own; the vocabulary maps it to <unk>,
+  which sentencepiece decodes as " ⁇ ".
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from nmt.errors import ConfigError, DataError
+
+TokenizerName = Literal["word", "char", "subword"]
+SpmType = Literal["bpe", "unigram"]
+
+JOINER = "\uffed"  # "￭"
+SPACE = "\u2581"  # "▁"
+_LITERAL_SPACE = f"<{SPACE}>"
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[str]: ...
+
+    def decode(self, pieces: Sequence[str]) -> str: ...
+
+    def manifest_entry(self) -> dict[str, Any]: ...
+
+
+@functools.cache
+def _word_pattern() -> re.Pattern[str]:
+    """Letters/digits ([^\\W_]) or combining marks (category M*, e.g. Devanagari vowel signs,
+    which str.isalnum() rejects), else one non-space character."""
+    marks, start, prev = [], -2, -2
+    for cp in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(cp))[0] == "M":
+            if cp != prev + 1:
+                if start >= 0:
+                    marks.append((start, prev))
+                start = cp
+            prev = cp
+    marks.append((start, prev))
+    ranges = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in marks)
+    return re.compile(rf"(?:[^\W_]|[{ranges}])+|\S")
+
+
+class WordTokenizer:
+    """Whitespace and punctuation splitting with a joiner marker (rule in the module docstring)."""
+
+    def encode(self, text: str) -> list[str]:
+        pieces, end = [], 0
+        for match in _word_pattern().finditer(text):
+            token = match.group()
+            pieces.append(JOINER + token if match.start() == end and pieces else token)
+            end = match.end()
+        return pieces
+
+    def decode(self, pieces: Sequence[str]) -> str:
+        parts = []
+        for piece in pieces:
+            if len(piece) >= 2 and piece[0] == JOINER:
+                parts.append(piece[1:])
+            else:
+                parts.append(" " + piece if parts else piece)
+        return "".join(parts)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"type": "word"}
+
+
+class CharTokenizer:
+    """One token per character; spaces are shown as "▁" (rule in the module docstring)."""
+
+    def encode(self, text: str) -> list[str]:
+        return [SPACE if ch == " " else _LITERAL_SPACE if ch == SPACE else ch for ch in text]
+
+    def decode(self, pieces: Sequence[str]) -> str:
+        return "".join(" " if p == SPACE else SPACE if p == _LITERAL_SPACE else p for p in pieces)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"type": "char"}
+
+
+class SentencePieceTokenizer:
+    """A trained sentencepiece model, used through its piece strings."""
+
+    def __init__(self, model_path: Path, spm_type: SpmType, vocab_size: int):
+        import sentencepiece as spm
+
+        self.model_path = Path(model_path)
+        self.spm_type = spm_type
+        self.vocab_size = vocab_size
+        self._sp = spm.SentencePieceProcessor(model_file=str(model_path))
+
+    def encode(self, text: str) -> list[str]:
+        return self._sp.encode(text, out_type=str)
+
+    def decode(self, pieces: Sequence[str]) -> str:
+        return self._sp.decode_pieces(list(pieces))
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {
+            "type": "subword",
+            "model": self.model_path.name,
+            "spm_type": self.spm_type,
+            "vocab_size": self.vocab_size,
+        }
+
+
+def train_sentencepiece(
+    sentences: Iterable[str],
+    model_path: Path,
+    vocab_size: int,
+    spm_type: SpmType = "bpe",
+    input_sentence_size: int = 2_000_000,
+    seed: int = 1,
+) -> SentencePieceTokenizer:
+    """Train on a stream of sentences; writes `model_path` (which must end in .model).
+
+    Sentencepiece keeps at most `input_sentence_size` sentences, sampled uniformly from the
+    stream, so memory stays bounded on large corpora. The vocabulary size is a soft limit: a
+    corpus too small for it gives a smaller model instead of an error.
+    """
+    import sentencepiece as spm
+
+    failure: list[BaseException] = []
+
+    def guarded() -> Iterator[str]:
+        # sentencepiece turns an exception raised by the iterator into a RuntimeError; keep the
+        # original (a DataError naming file and line) to re-raise it.
+        try:
+            yield from sentences
+        except BaseException as err:
+            failure.append(err)
+            raise
+
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=guarded(),
+            model_prefix=str(model_path.with_suffix("")),
+            vocab_size=vocab_size,
+            model_type=spm_type,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            hard_vocab_limit=False,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            bos_id=-1,
+            eos_id=-1,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as err:
+        if failure:
+            raise failure[0] from None
+        raise ConfigError(f"sentencepiece training failed: {err}") from None
+    model_path.with_suffix(".vocab").unlink(missing_ok=True)  # our Vocabulary file replaces it
+    return SentencePieceTokenizer(model_path, spm_type, vocab_size)
+
+
+def load_tokenizer(entry: dict[str, Any], bundle_dir: Path) -> Tokenizer:
+    """Rebuild a tokenizer from its manifest entry; model files are relative to `bundle_dir`."""
+    kind = entry.get("type")
+    if kind == "word":
+        return WordTokenizer()
+    if kind == "char":
+        return CharTokenizer()
+    if kind == "subword":
+        model = Path(bundle_dir) / entry["model"]
+        if not model.is_file():
+            raise DataError("sentencepiece model missing", model)
+        return SentencePieceTokenizer(model, entry["spm_type"], entry["vocab_size"])
+    raise ConfigError(f"unknown tokenizer {kind!r} (expected word, char or subword)")
