@@ -95,7 +95,7 @@ def average(paths: list[Path]) -> dict[str, Any]:
     averaged = dict(first["model"])
     for key, value in total.items():
         averaged[key] = (value / len(paths)).to(first["model"][key].dtype)
-    keep = ("model_config", "train_config", "tasks", "vocab", "step")
+    keep = ("model_config", "train_config", "tasks", "aux_tasks", "meta", "step")
     out = {k: first[k] for k in keep if k in first}
     out.update(model=averaged, averaged_from=[str(p) for p in paths])
     return out

@@ -79,3 +79,47 @@ def multi30k() -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+REVERSAL_SYMBOLS = "abcdefghijklmnopqrs"
+
+
+def write_reversal(prefix: Path, n: int, seed: int) -> None:
+    """The toy task: random symbol sequences (length 5-12) -> their reversal (PREFIX.sym/.rev)."""
+    import random
+
+    rng = random.Random(seed)
+    with open(f"{prefix}.sym", "w") as src, open(f"{prefix}.rev", "w") as tgt:
+        for _ in range(n):
+            seq = [rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(5, 12))]
+            src.write(" ".join(seq) + "\n")
+            tgt.write(" ".join(reversed(seq)) + "\n")
+
+
+@pytest.fixture(scope="session")
+def reversal_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A word-level bundle of the reversal task (6,000 training pairs, 200 valid)."""
+    from nmt.bundle import PreprocessOptions, build
+
+    root = tmp_path_factory.mktemp("reversal")
+    write_reversal(root / "train", 6000, seed=0)
+    write_reversal(root / "valid", 200, seed=1)
+    out = root / "bundle"
+    build(PreprocessOptions(src="sym", tgt=("rev",), out=out, train=str(root / "train"),
+                            valid=str(root / "valid"), tokenizer="word"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def reversal_run(reversal_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained briefly on the reversal task (partly learned: outputs vary)."""
+    from nmt.config import resolve
+    from nmt.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "reversal"
+    model_cfg, train_cfg = resolve({
+        "data": str(reversal_bundle), "emb-size": 32, "hidden-size": 64, "dropout": 0.0,
+        "lr": 0.003, "batch-size": 32, "max-steps": 150, "valid-every": 50, "threads": 1,
+    })
+    train(run, model_cfg, train_cfg)
+    return run

@@ -1,0 +1,71 @@
+"""`nmt evaluate`: sacreBLEU scores of a hypothesis file, or of a model's translation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nmt_cli import console
+from nmt_cli.options import Device
+
+
+def evaluate(
+    ref: Annotated[list[str], typer.Option(help="Reference file; with a multi-task model, TASK=FILE (repeat).")],
+    hyp: Annotated[Optional[Path], typer.Option(help="Hypothesis file (detokenized, one line per reference).")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Translate --src with this model, then score.")] = None,
+    src: Annotated[Optional[Path], typer.Option(help="Source file to translate (with --model).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Decoder to score (with --model and a plain --ref).")] = None,
+    beam: Annotated[int, typer.Option(min=1, help="Beam size when translating.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch when translating.")] = 64,
+    ter: Annotated[bool, typer.Option(help="Also compute TER.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Score with sacreBLEU (BLEU, chrF; TER on request) and print the signatures."""
+    from nmt.errors import ConfigError
+    from nmt.evaluate import read_pair, score_lines
+    from nmt.textio import read_lines
+
+    metrics = ("bleu", "chrf", "ter") if ter else ("bleu", "chrf")
+    with console.cli_errors():
+        if (hyp is None) == (model is None):
+            raise ConfigError("give either --hyp, or --model with --src")
+        report: dict[str, list] = {}
+        if hyp is not None:
+            if len(ref) != 1:
+                raise ConfigError("--hyp takes exactly one --ref")
+            hyps, refs = read_pair(hyp, Path(ref[0]))
+            report[task or "hyp"] = score_lines(hyps, refs, metrics)
+        else:
+            if src is None:
+                raise ConfigError("--model needs --src")
+            from nmt.device import choose_device
+            from nmt.translate import SearchOptions, load_translator, translate_stream
+
+            translator = load_translator(model, choose_device(device))
+            pairs = [r.split("=", 1) if "=" in r and not Path(r).exists() else [task, r] for r in ref]
+            for name, path in pairs:
+                name = translator.check_task(name)
+                refs = list(read_lines(path))
+                sources = list(read_lines(src))
+                if len(sources) != len(refs):
+                    raise ConfigError(f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}")
+                outputs = translate_stream(translator, sources, name, SearchOptions(beam=beam), batch_size)
+                report[name] = score_lines([o.text for o in outputs], refs, metrics)
+        _print(report, as_json)
+
+
+def _print(report: dict[str, list], as_json: bool) -> None:
+    if as_json:
+        out = {name: {s.name: {"score": round(s.score, 4), "signature": s.signature} for s in scores}
+               for name, scores in report.items()}
+        typer.echo(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
+        return
+    for name, scores in report.items():
+        prefix = f"{name}\t" if len(report) > 1 else ""
+        for score in scores:
+            typer.echo(f"{prefix}{score.text}")
+            typer.echo(f"{prefix}  signature: {score.signature}")

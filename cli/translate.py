@@ -1,0 +1,111 @@
+"""`nmt translate`: raw text in, translations out (files or stdin/stdout)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nmt_cli import console
+from nmt_cli.options import Device, RunPath
+
+
+def translate(
+    model: RunPath,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input text; stdin if not given.")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically); stdout if not given.")
+    ] = None,
+    task: Annotated[Optional[str], typer.Option(help="Decoder to use when the model has several.")] = None,
+    beam: Annotated[int, typer.Option(min=1, help="Beam size; 1 is greedy search.")] = 5,
+    alpha: Annotated[float, typer.Option(min=0.0, help="Length normalisation exponent (0 = none).")] = 1.0,
+    n_best: Annotated[int, typer.Option(min=1, help="Hypotheses per line; >1 writes 'i ||| text ||| score'.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 64,
+    batch_tokens: Annotated[int, typer.Option(min=0, help="Source tokens per batch (0 = by sentences).")] = 0,
+    max_len_a: Annotated[float, typer.Option(help="Max output length = a * source length + b.")] = 1.5,
+    max_len_b: Annotated[int, typer.Option(help="See --max-len-a.")] = 10,
+    window: Annotated[int, typer.Option(min=1, help="Lines read and length-sorted at a time.")] = 2000,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted --output after its last complete line.")] = False,
+    errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")] = "strict",
+    attention_plot: Annotated[Optional[Path], typer.Option(help="Write attention heatmaps (PNG) here.")] = None,
+    attention_json: Annotated[Optional[Path], typer.Option(help="Dump attention weights to this JSON file.")] = None,
+    attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
+    device: Device = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,
+) -> None:
+    """Translate text with a trained model: one output line per input line, always."""
+    import itertools
+
+    from nmt.device import choose_device, set_threads
+    from nmt.errors import ConfigError
+    from nmt.textio import ResumableOutput, count_lines, decode_lines, read_lines
+    from nmt.translate import SearchOptions, load_translator, translate_stream
+
+    with console.cli_errors():
+        if errors not in ("strict", "replace"):
+            raise ConfigError(f"--errors must be strict or replace, got {errors!r}")
+        if resume and output is None:
+            raise ConfigError("--resume needs --output")
+        set_threads(threads)
+        translator = load_translator(model, choose_device(device))
+        opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
+        if input is None:
+            lines = decode_lines(sys.stdin.buffer, "<stdin>", errors)
+            total = None
+        else:
+            lines = read_lines(input, errors)
+            total = count_lines(input)
+        sink = ResumableOutput(output, resume) if output else None
+        skip = sink.done // n_best if sink else 0
+        lines = itertools.islice(lines, skip, None)
+        name = str(input or "<stdin>")
+        warn = lambda n: console.warn(f"{name}:{n}: line truncated to {translator.max_src_len} tokens")  # noqa: E731
+        write = sink.write_line if sink else (lambda text: sys.stdout.write(text + "\n"))
+        dumps = []
+        try:
+            with console.progress() as bar:
+                job = bar.add_task("translating", total=total, completed=skip)
+                stream = translate_stream(translator, lines, task, opts, batch_size, batch_tokens,
+                                          window, warn, attention_lines if (attention_plot or attention_json) else 0)
+                for number, result in enumerate(stream, start=skip + 1):
+                    if n_best == 1:
+                        write(result.text)
+                    else:
+                        hyps = result.hyps or [("", [], 0.0, None)]
+                        for text, _, score, _ in (hyps + hyps[-1:] * n_best)[:n_best]:
+                            write(f"{number - 1} ||| {text} ||| {score:.4f}")
+                    if number <= attention_lines and result.hyps and result.hyps[0][3] is not None:
+                        dumps.append((number, result))
+                    bar.advance(job)
+                    if number % window == 0:
+                        sink.flush() if sink else sys.stdout.flush()
+        except BaseException:
+            if sink:
+                sink.close()
+            raise
+        if sink:
+            sink.commit()
+        sys.stdout.flush()
+        _write_attention(dumps, attention_plot, attention_json)
+
+
+def _write_attention(dumps, plot_dir: Optional[Path], json_path: Optional[Path]) -> None:
+    import json
+
+    from nmt.textio import atomic_write
+
+    if plot_dir:
+        from nmt.plot import attention_heatmap
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        for number, result in dumps:
+            _, pieces, _, attn = result.hyps[0]
+            attention_heatmap(attn.float().numpy(), result.source_pieces, pieces + ["</s>"],
+                              plot_dir / f"attention-{number:05d}.png")
+    if json_path:
+        records = [{"line": number, "src": result.source_pieces, "tgt": result.hyps[0][1] + ["</s>"],
+                    "weights": result.hyps[0][3].float().tolist()} for number, result in dumps]
+        with atomic_write(json_path) as handle:
+            json.dump(records, handle, ensure_ascii=False)

@@ -1,0 +1,218 @@
+"""Decoder: recurrent layers with additive attention and input feeding (Luong et al. 2015, 3.3).
+
+Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
+    h_t     = Cell([y_{t-1}; a_{t-1}], h_{t-1})      stacked layers; dropout between them
+    c_t     = Attention(query = top-layer h_t, encoder states)
+    a_t     = dropout(tanh(W_c [h_t; c_t]))           the attentional vector, fed to step t+1
+    logits  = W_o a_t + b_o
+
+Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
+toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
+first layer's input multiply for all steps at once, the attention keys once per sentence, the
+output layer and loss once after the loop (loss.py). Inside, each layer is two multiplies (input,
+recurrent) and hand-written pointwise cell math; `forward` and `step` share that one function,
+`_advance`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nmt.attention import AdditiveAttention
+from nmt.embeddings import Embeddings
+from nmt.encoder import EncoderOutput
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks of H in a layer's pre-activation
+
+
+@dataclass
+class DecoderState:
+    """Everything step t+1 needs; `select` reorders it for beam search.
+
+    h: (L, N, H) hidden state of every layer; c: (L, N, H) LSTM cell state, None for gru/rnn
+    feed: (N, H) previous attentional vector; keys: (N, S, A) projected encoder states
+    """
+
+    h: Tensor
+    c: Tensor | None
+    feed: Tensor
+    keys: Tensor
+
+    def select(self, index: Tensor) -> DecoderState:
+        """Rows `index` (N',) of the batch (beam back-pointers or expansion)."""
+        return DecoderState(
+            self.h.index_select(1, index),  # (L, N', H)
+            None if self.c is None else self.c.index_select(1, index),  # (L, N', H)
+            self.feed.index_select(0, index),  # (N', H)
+            self.keys.index_select(0, index),  # (N', S, A)
+        )
+
+
+# Cells: x_gates (N, G) is the input side of the pre-activation, bias included; the recurrent
+# multiply happens here. Each returns (h, c); c is None except for the LSTM.
+Cell = Callable[
+    [Tensor, Tensor, Tensor | None, Tensor, Tensor | None], tuple[Tensor, Tensor | None]
+]
+
+
+def lstm_cell(
+    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Gates ordered i, f, o, g so that one sigmoid covers three of them and one tanh the last."""
+    size = h.size(1)
+    gates = torch.addmm(x_gates, h, w_hh.t())  # (N, 4H)
+    ifo = torch.sigmoid(gates[:, : 3 * size])  # (N, 3H)
+    g = torch.tanh(gates[:, 3 * size :])  # (N, H)
+    i, f, o = ifo.chunk(3, dim=1)  # 3 x (N, H)
+    c = torch.addcmul(f * c, i, g)  # (N, H)
+    return o * torch.tanh(c), c
+
+
+def gru_cell(
+    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+) -> tuple[Tensor, None]:
+    """Gates r, z, n as in torch.nn.GRU: n = tanh(x_n + r * (W_hn h + b_hn))."""
+    size = h.size(1)
+    h_gates = torch.addmm(b_hh, h, w_hh.t())  # (N, 3H)
+    rz = torch.sigmoid(x_gates[:, : 2 * size] + h_gates[:, : 2 * size])  # (N, 2H)
+    r, z = rz.chunk(2, dim=1)  # 2 x (N, H)
+    n = torch.tanh(torch.addcmul(x_gates[:, 2 * size :], r, h_gates[:, 2 * size :]))  # (N, H)
+    return torch.lerp(n, h, z), None  # (1 - z) n + z h
+
+
+def rnn_cell(
+    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+) -> tuple[Tensor, None]:
+    """Elman: h = tanh(x_gates + W_hh h)."""
+    return torch.tanh(torch.addmm(x_gates, h, w_hh.t())), None
+
+
+CELLS: dict[str, Cell] = {"lstm": lstm_cell, "gru": gru_cell, "rnn": rnn_cell}
+
+
+class Decoder(nn.Module):
+    """Attentional recurrent decoder for one target side (task)."""
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        hidden_size: int,
+        enc_size: int,
+        attention_size: int,
+        layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        out_proj: nn.Linear | None = None,
+    ):
+        """`out_proj` (H -> V) may be given to share it between decoders; by default it is new."""
+        super().__init__()
+        gates = GATES[cell] * hidden_size
+        self.embeddings = embeddings
+        self.hidden_size = hidden_size
+        self.layers = layers
+        self.cell = cell
+        self._cell = CELLS[cell]
+        self.dropout = nn.Dropout(dropout)
+        self.bridge_h = nn.Linear(enc_size, layers * hidden_size)
+        self.bridge_c = nn.Linear(enc_size, layers * hidden_size) if cell == "lstm" else None
+        # Layer 0's input [y; a] is multiplied as emb_proj(y) (hoisted, with bias) + feed_proj(a).
+        self.emb_proj = nn.Linear(embeddings.embedding_dim, gates)
+        self.feed_proj = nn.Linear(hidden_size, gates, bias=False)
+        self.input_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(layers - 1))
+        # Only the GRU needs a recurrent bias of its own (inside r * (W_hn h + b_hn)).
+        self.recurrent = nn.ModuleList(
+            nn.Linear(hidden_size, gates, bias=cell == "gru") for _ in range(layers)
+        )
+        self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
+        self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
+        self.out_proj = out_proj or nn.Linear(hidden_size, embeddings.num_embeddings)
+
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        """Bridge the encoder summary into every layer's state; project the keys once."""
+        batch = enc.final.size(0)
+        h = torch.tanh(self.bridge_h(enc.final)).view(batch, self.layers, -1)  # (N, L, H)
+        c = None
+        if self.bridge_c is not None:
+            c = torch.tanh(self.bridge_c(enc.final_cell)).view(batch, self.layers, -1)  # (N, L, H)
+            c = c.transpose(0, 1)  # (L, N, H)
+        feed = enc.final.new_zeros(batch, self.hidden_size)  # (N, H)
+        keys = self.attention.project_keys(enc.states)  # (N, S, A)
+        return DecoderState(h.transpose(0, 1), c, feed, keys)
+
+    def forward(self, tgt_in: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
+        """Teacher forcing over tgt_in (B, T).
+
+        Returns:
+            attentional vectors (B, T, H), before the output layer; attention weights (B, T, S).
+        """
+        state = self.init_state(enc)
+        emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
+        # One large multiply for every step's embedding part; unbind (not [t]) so that backward
+        # gathers the per-step gradients with one stack instead of T full-size zero tensors.
+        emb_gates = self.emb_proj(emb)  # (T, B, G)
+        h = list(state.h.unbind(0))
+        c = None if state.c is None else list(state.c.unbind(0))
+        feed = state.feed
+        outputs, weights = [], []
+        for x_gates in emb_gates.unbind(0):
+            feed, h, c, attn = self._advance(x_gates, feed, h, c, state.keys, enc)
+            outputs.append(feed)
+            weights.append(attn)
+        return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)  # (B, T, H), (B, T, S)
+
+    def output(self, hidden: Tensor) -> Tensor:
+        """Attentional vectors (..., H) -> logits (..., V)."""
+        return self.out_proj(hidden)
+
+    def step(
+        self, prev: Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One search step from the previous tokens prev (N,).
+
+        Returns:
+            logits (N, V), the new state, attention weights (N, S).
+        """
+        x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
+        c = None if state.c is None else list(state.c.unbind(0))
+        feed, h, c, attn = self._advance(
+            x_gates, state.feed, list(state.h.unbind(0)), c, state.keys, enc
+        )
+        new_state = DecoderState(
+            torch.stack(h), None if c is None else torch.stack(c), feed, state.keys
+        )
+        return self.output(feed), new_state, attn
+
+    def _advance(
+        self,
+        x_gates: Tensor,
+        feed: Tensor,
+        h: list[Tensor],
+        c: list[Tensor] | None,
+        keys: Tensor,
+        enc: EncoderOutput,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
+        """The body of one decoder step, shared by `forward` and `step`.
+
+        x_gates (N, G) is layer 0's embedding part (bias included); h / c hold one (N, H) per layer.
+        Returns the attentional vector (N, H), the new h and c, and the attention weights (N, S).
+        """
+        new_h, new_c = [], []
+        x = feed
+        for layer in range(self.layers):
+            if layer == 0:
+                gates = torch.addmm(x_gates, feed, self.feed_proj.weight.t())  # (N, G)
+            else:
+                gates = self.input_proj[layer - 1](self.dropout(x))  # (N, G)
+            rec = self.recurrent[layer]
+            x, cell = self._cell(
+                gates, h[layer], None if c is None else c[layer], rec.weight, rec.bias
+            )
+            new_h.append(x)
+            new_c.append(cell)
+        context, attn = self.attention(x, keys, enc.states, enc.mask)  # (N, H_enc), (N, S)
+        hidden = torch.tanh(self.combine(torch.cat([x, context], dim=1)))  # (N, H)
+        return self.dropout(hidden), new_h, None if c is None else new_c, attn

@@ -1,0 +1,90 @@
+"""Encoder: a stacked bidirectional LSTM/GRU/RNN over packed source sentences (Bahdanau 2015, 3.2).
+
+The whole source runs through one fused multi-step kernel (oneDNN on CPU, cuDNN on GPU); packing
+makes the backward direction start at each sentence's last real token, so padding never leaks into
+the states or the final summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from nmt.embeddings import Embeddings
+from nmt.vocab import PAD
+
+RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass
+class EncoderOutput:
+    """What the decoder reads from the source side.
+
+    states: (B, S, H) top-layer outputs, forward and backward halves concatenated (zero at padding)
+    mask: (B, S) bool, True at real tokens (src_tokens != PAD; an empty sentence has none)
+    final: (B, H) last layer's final forward and backward hidden states (the sentence summary)
+    final_cell: (B, H) the same for the LSTM cell state; None for gru/rnn
+    """
+
+    states: Tensor
+    mask: Tensor
+    final: Tensor
+    final_cell: Tensor | None = None
+
+    def select(self, index: Tensor) -> EncoderOutput:
+        """Rows `index` (N,) of the batch: expands sentences over beams or reorders them."""
+        return EncoderOutput(
+            self.states.index_select(0, index),  # (N, S, H)
+            self.mask.index_select(0, index),  # (N, S)
+            self.final.index_select(0, index),  # (N, H)
+            None if self.final_cell is None else self.final_cell.index_select(0, index),
+        )
+
+
+class Encoder(nn.Module):
+    """Embeddings -> dropout -> bidirectional recurrent layers (H/2 per direction)."""
+
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        hidden_size: int,
+        layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.embeddings = embeddings
+        self.dropout = nn.Dropout(dropout)
+        self.hidden_size = hidden_size
+        self.layers = layers
+        self.rnn = RNN_CLASSES[cell](
+            embeddings.embedding_dim,
+            hidden_size // 2,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,  # between layers only
+        )
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor) -> EncoderOutput:
+        """Encode (B, S) token ids, PAD exactly at padding, with their (B,) lengths on the CPU."""
+        src_len = src_tokens.size(1)
+        emb = self.dropout(self.embeddings(src_tokens))  # (B, S, E)
+        # An empty sentence would make packing fail: it is encoded as its (padded) first position.
+        lengths = src_lengths.cpu().clamp(min=1)
+        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src_len)  # (B, S, H)
+        # The mask from the tokens, not the CPU lengths: no host-to-device copy (and wait) per batch.
+        mask = src_tokens != PAD  # (B, S)
+        if isinstance(final, tuple):  # LSTM: (h_n, c_n)
+            return EncoderOutput(states, mask, self._summary(final[0]), self._summary(final[1]))
+        return EncoderOutput(states, mask, self._summary(final))
+
+    def _summary(self, final: Tensor) -> Tensor:
+        """(2L, B, H/2) final states in the input order -> last layer's directions (B, H)."""
+        last = final.view(self.layers, 2, final.size(1), -1)[-1]  # (2, B, H/2)
+        return torch.cat([last[0], last[1]], dim=-1)  # (B, H)

@@ -1,0 +1,302 @@
+"""The training loop: reads top to bottom; validation, early stopping, checkpoints, exact resume.
+
+Resume is exact on the CPU: a checkpoint holds the model, optimizer, schedule, every RNG state
+the loop draws from, the samplers' (epoch, position) and the task schedule, so a run killed at any
+moment and resumed from its last checkpoint ends with the same weights as a run never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt import checkpoint, runlog
+from nmt.bundle import open_bundle
+from nmt.config import ModelConfig, TrainConfig, dump_toml, to_dict
+from nmt.data import BucketSampler, iterate_split, make_batch
+from nmt.device import Dist, autocast, autocast_dtype, choose_device, init_distributed, set_threads
+from nmt.errors import CheckpointError, ConfigError
+from nmt.evaluate import score_lines
+from nmt.loss import sequence_loss
+from nmt.model import build_model
+from nmt.optim import LrSchedule, build_optimizer, clip_gradients
+from nmt.tasks import TaskSchedule, parse_weights
+from nmt.textio import read_lines
+from nmt.translate import SearchOptions, Translator, translate_window
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def _split_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class Trainer:
+    def __init__(self, run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 report: Report | None = None):
+        self.cfg = train_cfg
+        self.model_cfg = model_cfg
+        self.run_dir = Path(run_dir)
+        self.report = report or (lambda record: None)
+        self.dist: Dist = init_distributed(train_cfg.device)
+        self.device = choose_device(train_cfg.device, self.dist.local_rank)
+        self.amp = autocast_dtype(self.device, train_cfg.precision)
+        set_threads(train_cfg.threads)
+        torch.manual_seed(train_cfg.seed)
+
+        if not train_cfg.data:
+            raise ConfigError("no data bundle given (--data)")
+        self.bundle = open_bundle(Path(train_cfg.data))
+        self.tasks = _split_list(train_cfg.tasks) or list(self.bundle.tasks)
+        unknown = [t for t in self.tasks if t not in self.bundle.tasks]
+        if unknown:
+            raise ConfigError(f"tasks {unknown} not in the bundle; it has {', '.join(self.bundle.tasks)}")
+        self.aux_tasks = _split_list(train_cfg.aux_tasks)
+        self.weights = parse_weights(train_cfg.task_weights, self.tasks)
+
+        self.model = build_model(
+            model_cfg, len(self.bundle.src_vocab),
+            {t: len(self.bundle.tgt_vocabs[t]) for t in self.tasks},
+        ).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
+        self.schedule = LrSchedule(self.optimizer, train_cfg)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+
+        self.source = self.bundle.source("train")
+        self.targets = {t: self.bundle.target("train", t) for t in self.tasks}
+        self.samplers = {
+            t: BucketSampler(self.source.lengths, self.targets[t].lengths, train_cfg.batch_size,
+                             train_cfg.batch_tokens, train_cfg.seed + i, train_cfg.max_len)
+            for i, t in enumerate(self.tasks)
+        }
+        self.task_schedule = TaskSchedule(
+            {t: len(self.samplers[t].indices) for t in self.tasks}, train_cfg.task_schedule,
+            train_cfg.task_temperature, train_cfg.seed,
+        )
+        self.step = 0
+        self.best: float | None = None
+        self.bad_validations = 0
+        self.log = runlog.MetricsLog(self.run_dir / runlog.METRICS, enabled=self.dist.main)
+        self.meta = self._meta_files()
+
+    # ---- setup -------------------------------------------------------------------------------
+
+    def _meta_files(self) -> dict[str, torch.Tensor]:
+        """The bundle's small files (manifest, vocabularies, tokenizer models) as byte tensors,
+        so that every checkpoint carries what translation needs."""
+        meta = {}
+        for name in self.bundle.meta_files():
+            data = (self.bundle.path / name).read_bytes()
+            meta[name] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return meta
+
+    def start(self, resume: bool) -> None:
+        """Create the run directory, or restore the latest checkpoint of an existing one."""
+        if resume:
+            found = checkpoint.step_checkpoints(self.run_dir)
+            if not found:
+                raise CheckpointError(f"{self.run_dir}: no checkpoint to resume from")
+            self._restore(checkpoint.load(found[-1][1]))
+            self.log.truncate_after(self.step)
+            return
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if checkpoint.step_checkpoints(self.run_dir):
+                raise ConfigError(f"{self.run_dir} already holds a run (use --resume to continue it)")
+            (self.run_dir / runlog.CONFIG).write_text(dump_toml(to_dict(self.model_cfg, self.cfg)))
+            (self.run_dir / runlog.METRICS).unlink(missing_ok=True)
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "model_config": to_dict(self.model_cfg),
+            "train_config": to_dict(self.cfg),
+            "tasks": self.tasks,
+            "aux_tasks": self.aux_tasks,
+            "meta": self.meta,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "samplers": {t: s.state_dict() for t, s in self.samplers.items()},
+            "task_schedule": self.task_schedule.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "step": self.step,
+            "best": self.best,
+            "bad_validations": self.bad_validations,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["model_config"] != to_dict(self.model_cfg):
+            raise ConfigError("the model settings differ from the run's checkpoint; "
+                              "resume with the run's own config.toml")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        for task, sampler in self.samplers.items():
+            sampler.load_state_dict(state["samplers"][task])
+        self.task_schedule.load_state_dict(state["task_schedule"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = state["step"]
+        self.best = state["best"]
+        self.bad_validations = state["bad_validations"]
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        iterators = {t: iter(s) for t, s in self.samplers.items()}
+        window = {"loss": torch.zeros((), device=self.device), "tokens": 0, "sents": 0,
+                  "time": time.perf_counter()}
+        per_task = {t: torch.zeros((), device=self.device) for t in self.tasks}
+        stop_reason = self._stop_reason()
+        while stop_reason is None:
+            self.model.train()
+            self.schedule.step(self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            batches = []
+            for _ in range(cfg.accum_steps):
+                task = self.task_schedule.next()
+                indices = next(iterators[task])
+                batches.append(make_batch(self.source, self.targets[task], indices, task))
+            # Normalise by the update's real target tokens: a CPU integer, so no host sync.
+            update_tokens = sum(b.n_tgt_tokens for b in batches)
+            for batch in batches:
+                batch = batch.to(self.device)
+                with autocast(self.device, self.amp):
+                    enc = self.model.encode(batch.src_tokens, batch.src_lengths)
+                    decoder = self.model.decoders[batch.task]
+                    hidden, _ = decoder(batch.tgt_in, enc)
+                    loss_sum, _ = sequence_loss(decoder, hidden, batch.tgt_out, cfg.label_smoothing)
+                self.scaler.scale(loss_sum * (self.weights[batch.task] / update_tokens)).backward()
+                window["loss"] += loss_sum.detach().float()
+                per_task[batch.task] += loss_sum.detach().float()
+                window["tokens"] += batch.n_tgt_tokens
+                window["sents"] += len(batch.src_lengths)
+            self.scaler.unscale_(self.optimizer)
+            clip_gradients(self.model.parameters(), cfg.clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+
+            stop_reason = self._stop_reason()
+            if self.step % cfg.log_every == 0 or stop_reason:
+                self._log_train(window, per_task)
+            if self.step % cfg.valid_every == 0 or stop_reason:
+                self._validate_and_save()
+                stop_reason = self._stop_reason()
+        summary = {"step": self.step, "stopped": stop_reason, "best": self.best,
+                   "epochs": min(s.epoch for s in self.samplers.values())}
+        self.report({"kind": "done", **summary})
+        return summary
+
+    def _stop_reason(self) -> str | None:
+        cfg = self.cfg
+        if cfg.max_steps and self.step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.max_epochs and min(s.epoch for s in self.samplers.values()) >= cfg.max_epochs:
+            return "max_epochs"
+        if cfg.patience and self.bad_validations >= cfg.patience:
+            return "patience"
+        return None
+
+    def _log_train(self, window: dict[str, Any], per_task: dict[str, torch.Tensor]) -> None:
+        # One host sync per log interval ("note: this is a CPU-GPU sync point").
+        tokens = max(window["tokens"], 1)
+        loss = float(window["loss"]) / tokens
+        elapsed = time.perf_counter() - window["time"]
+        record = {"kind": "train", "step": self.step,
+                  "epoch": min(s.epoch for s in self.samplers.values()),
+                  "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": self.schedule.lr,
+                  "tokens_per_s": window["tokens"] / elapsed, "sents_per_s": window["sents"] / elapsed}
+        if len(self.tasks) > 1:
+            record["task_loss_sum"] = {t: float(v) for t, v in per_task.items()}
+        self.log.write(record)
+        self.report(record)
+        window.update(loss=torch.zeros((), device=self.device), tokens=0, sents=0,
+                      time=time.perf_counter())
+        for value in per_task.values():
+            value.zero_()
+
+    # ---- validation and checkpoints ----------------------------------------------------------
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Loss, perplexity and BLEU/chrF of greedy (or valid-beam) output per task."""
+        self.model.eval()
+        results = {}
+        source_lines = list(read_lines(self.bundle.text_path("valid", "src")))
+        translator = Translator(self.model, self.bundle.src_tokenizer, self.bundle.src_vocab,
+                                self.bundle.tgt_tokenizers, self.bundle.tgt_vocabs,
+                                self.device, self.cfg.max_len, tuple(self.tasks))
+        opts = SearchOptions(beam=self.cfg.valid_beam)
+        for task in self.tasks:
+            loss_sum, tokens = 0.0, 0
+            source, target = self.bundle.source("valid"), self.bundle.target("valid", task)
+            for _, batch in iterate_split(source, target, 64, task):
+                batch = batch.to(self.device)
+                with autocast(self.device, self.amp):
+                    enc = self.model.encode(batch.src_tokens, batch.src_lengths)
+                    hidden, _ = self.model.decoders[task](batch.tgt_in, enc)
+                    part, _ = sequence_loss(self.model.decoders[task], hidden, batch.tgt_out, 0.0)
+                loss_sum += float(part)
+                tokens += batch.n_tgt_tokens
+            outputs, _ = translate_window(translator, source_lines, task, opts, batch_size=64)
+            refs = list(read_lines(self.bundle.text_path("valid", task)))
+            bleu, chrf = score_lines([o.text for o in outputs], refs)
+            loss = loss_sum / max(tokens, 1)
+            results[task] = {"loss": loss, "ppl": math.exp(min(loss, 50.0)),
+                             "bleu": bleu.score, "chrf": chrf.score}
+        return results
+
+    def _selection_score(self, results: dict[str, dict[str, float]]) -> float:
+        metric = self.cfg.valid_metric
+        chosen = self.cfg.select_task
+        if chosen:
+            if chosen not in results:
+                raise ConfigError(f"select-task {chosen!r} is not a trained task")
+            return results[chosen][metric]
+        main = [t for t in results if t not in self.aux_tasks] or list(results)
+        return sum(results[t][metric] for t in main) / len(main)
+
+    def _validate_and_save(self) -> None:
+        results = self.validate() if self.bundle.has_split("valid") else {}
+        improved = False
+        if results:
+            score = self._selection_score(results)
+            higher = self.cfg.valid_metric == "bleu"
+            improved = self.best is None or (score > self.best if higher else score < self.best)
+            if improved:
+                self.best, self.bad_validations = score, 0
+            else:
+                self.bad_validations += 1
+            self.schedule.observe(score, higher)
+            record = {"kind": "valid", "step": self.step, "score": score, "best": improved,
+                      "lr": self.schedule.lr, **{t: r for t, r in results.items()}}
+            self.log.write(record)
+            self.report(record)
+        if not self.dist.main:
+            return
+        path = checkpoint.step_path(self.run_dir, self.step)
+        checkpoint.save(path, self._payload())
+        if improved or not results:
+            shutil.copyfile(path, self.run_dir / ".best.tmp")
+            (self.run_dir / ".best.tmp").replace(self.run_dir / runlog.BEST)
+        checkpoint.prune(self.run_dir, self.cfg.keep_last)
+
+
+def train(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False,
+          report: Report | None = None) -> dict[str, Any]:
+    """Train (or resume) a model; the library entry point of `nmt train`."""
+    trainer = Trainer(run_dir, model_cfg, train_cfg, report)
+    trainer.start(resume)
+    return trainer.run()

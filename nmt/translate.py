@@ -1,0 +1,190 @@
+"""Translation of text streams: raw text in, detokenized text out, one output line per input line.
+
+Input is read in windows; inside a window sentences are sorted by length and batched (similar
+lengths decode together), then written back in input order. Memory depends on the window, never on
+the size of the input. An empty input line gives an empty output line without touching the model;
+a line longer than the model's source limit is truncated (reported through `on_truncate`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nmt import checkpoint, runlog, search
+from nmt.errors import CheckpointError, ConfigError
+from nmt.textio import normalize
+from nmt.vocab import EOS
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam: int = 5
+    alpha: float = 1.0  # length normalisation
+    n_best: int = 1
+    len_a: float = 1.5  # max output length = len_a * source length + len_b
+    len_b: int = 10
+    max_output_len: int = 256
+
+
+@dataclass
+class Translation:
+    """The n-best outputs of one input line (text, score, attention (T, S) or None)."""
+
+    source_pieces: list[str]
+    hyps: list[tuple[str, list[str], float, torch.Tensor | None]]
+
+    @property
+    def text(self) -> str:
+        return self.hyps[0][0] if self.hyps else ""
+
+
+class Translator:
+    """A model with its tokenizers and vocabularies, ready to translate batches of text."""
+
+    def __init__(self, model, src_tokenizer, src_vocab, tgt_tokenizers, tgt_vocabs,
+                 device: torch.device, max_src_len: int, tasks: tuple[str, ...]):
+        self.model = model
+        self.src_tokenizer = src_tokenizer
+        self.src_vocab = src_vocab
+        self.tgt_tokenizers = tgt_tokenizers
+        self.tgt_vocabs = tgt_vocabs
+        self.device = device
+        self.max_src_len = max_src_len
+        self.tasks = tasks
+
+    def check_task(self, task: str | None) -> str:
+        """The decoder to use; None picks the only task, or is an error listing them."""
+        if task is None:
+            if len(self.tasks) == 1:
+                return self.tasks[0]
+            raise ConfigError(f"the model has several tasks; choose one with --task: {', '.join(self.tasks)}")
+        if task not in self.tasks:
+            raise ConfigError(f"unknown task {task!r}; this model has: {', '.join(self.tasks)}")
+        return task
+
+    def prepare(self, line: str) -> tuple[list[str], list[int], bool]:
+        """Raw line -> (pieces, ids, truncated)."""
+        pieces = self.src_tokenizer.encode(normalize(line))
+        truncated = len(pieces) > self.max_src_len
+        pieces = pieces[: self.max_src_len]
+        return pieces, self.src_vocab.encode(pieces), truncated
+
+    @torch.inference_mode()
+    def translate_ids(self, batch: list[list[int]], task: str, opts: SearchOptions,
+                      return_attention: bool = False) -> search.Hypotheses:
+        """Search over one batch of non-empty id sequences."""
+        lengths = torch.tensor([len(ids) for ids in batch], dtype=torch.int64)
+        src = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int64)  # (B, S)
+        for row, ids in enumerate(batch):
+            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        max_lengths = (lengths.double() * opts.len_a + opts.len_b).long().clamp(max=opts.max_output_len)
+        self.model.eval()
+        enc = self.model.encode(src.to(self.device), lengths)
+        decoder = self.model.decoders[task]
+        if opts.beam <= 1 and opts.n_best <= 1:
+            return search.greedy(decoder, enc, max_lengths.to(self.device), return_attention)
+        return search.beam_search(decoder, enc, opts.beam, max_lengths.to(self.device),
+                                  opts.alpha, opts.n_best, return_attention)
+
+    def detokenize(self, ids: list[int], task: str) -> tuple[str, list[str]]:
+        pieces = self.tgt_vocabs[task].decode(ids + [EOS])
+        return self.tgt_tokenizers[task].decode(pieces), pieces
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int) -> Iterator[list[int]]:
+    """Cut a length-sorted order into batches of at most batch_size sentences / batch_tokens."""
+    batch: list[int] = []
+    for index in order:
+        longest = max(lengths[index], max((lengths[i] for i in batch[-1:]), default=0))
+        too_many_tokens = batch_tokens and longest * (len(batch) + 1) > batch_tokens
+        if batch and (len(batch) >= batch_size or too_many_tokens):
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def translate_window(translator: Translator, lines: list[str], task: str, opts: SearchOptions,
+                     batch_size: int, batch_tokens: int = 0, return_attention: bool = False,
+                     ) -> tuple[list[Translation], list[int]]:
+    """Translate one window of lines; returns results in input order and the truncated line indices."""
+    prepared = [translator.prepare(line) for line in lines]
+    truncated = [i for i, (_, _, cut) in enumerate(prepared) if cut]
+    results = [Translation(pieces, []) for pieces, _, _ in prepared]
+    lengths = [len(ids) for _, ids, _ in prepared]
+    order = sorted((i for i in range(len(lines)) if lengths[i]), key=lambda i: lengths[i])
+    for batch in _batches(order, lengths, batch_size, batch_tokens):
+        hyps = translator.translate_ids([prepared[i][1] for i in batch], task, opts, return_attention)
+        for row, index in enumerate(batch):
+            for k, ids in enumerate(hyps.tokens[row]):
+                text, pieces = translator.detokenize(list(ids), task)
+                attn = hyps.attention[row][k] if hyps.attention is not None else None
+                results[index].hyps.append((text, pieces, hyps.scores[row][k], attn))
+    return results, truncated
+
+
+def translate_stream(translator: Translator, lines: Iterable[str], task: str, opts: SearchOptions,
+                     batch_size: int = 64, batch_tokens: int = 0, window: int = 2000,
+                     on_truncate: Callable[[int], None] | None = None,
+                     attention_lines: int = 0) -> Iterator[Translation]:
+    """Translations in input order, one per input line, reading `window` lines at a time.
+
+    `on_truncate(line_number)` (1-based) is called for each line cut to the model's limit;
+    attention weights are kept for the first `attention_lines` lines only.
+    """
+    task = translator.check_task(task)
+    iterator = iter(lines)
+    start = 0
+    while chunk := list(itertools.islice(iterator, window)):
+        want_attention = start < attention_lines
+        results, truncated = translate_window(translator, chunk, task, opts, batch_size,
+                                              batch_tokens, want_attention)
+        if on_truncate:
+            for index in truncated:
+                on_truncate(start + index + 1)
+        yield from results
+        start += len(chunk)
+
+
+def find_checkpoint(path: Path) -> Path:
+    """A run directory means its best checkpoint (else its newest); a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / runlog.BEST).is_file():
+            return path / runlog.BEST
+        found = checkpoint.step_checkpoints(path)
+        if not found:
+            raise CheckpointError(f"{path}: no checkpoint in this directory")
+        return found[-1][1]
+    return path
+
+
+def load_translator(path: Path, device: torch.device, tasks_override: tuple[str, ...] | None = None,
+                    ) -> Translator:
+    """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it)."""
+    from nmt.bundle import open_bundle
+    from nmt.config import resolve
+    from nmt.model import build_model
+
+    state = checkpoint.load(find_checkpoint(path))
+    model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
+    with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:
+        for name, data in state["meta"].items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_bytes(data.numpy().tobytes())
+        meta = open_bundle(Path(tmp))
+        tasks = list(state["tasks"])
+        model = build_model(model_cfg, len(meta.src_vocab),
+                            {t: len(meta.tgt_vocabs[t]) for t in tasks})
+        model.load_state_dict(state["model"])
+        translatable = tuple(t for t in tasks if t not in state.get("aux_tasks", []))
+        return Translator(model.to(device).eval(), meta.src_tokenizer, meta.src_vocab,
+                          meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len,
+                          tasks_override or translatable)

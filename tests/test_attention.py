@@ -1,0 +1,55 @@
+import torch
+
+from nmt.attention import AdditiveAttention
+
+
+def setup(seed=0):
+    torch.manual_seed(seed)
+    attention = AdditiveAttention(key_size=6, query_size=4, attention_size=5)
+    values = torch.randn(3, 7, 6)  # (N, S, H)
+    mask = torch.arange(7) < torch.tensor([7, 4, 1])[:, None]  # (N, S)
+    query = torch.randn(3, 4)
+    return attention, query, values, mask
+
+
+def test_matches_the_equation():
+    attention, query, values, mask = setup()
+    context, weights = attention(query, attention.project_keys(values), values, mask)
+    W_h, W_s, v = attention.key_proj.weight, attention.query_proj.weight, attention.energy.weight[0]
+    for n in range(3):
+        real = int(mask[n].sum())
+        scores = torch.stack(
+            [v @ torch.tanh(W_h @ values[n, j] + W_s @ query[n]) for j in range(real)]
+        )
+        expected = torch.softmax(scores, dim=0)
+        assert torch.allclose(weights[n, :real], expected, atol=1e-6)
+        assert torch.allclose(context[n], expected @ values[n, :real], atol=1e-6)
+
+
+def test_padding_gets_no_weight_and_has_no_effect():
+    attention, query, values, mask = setup()
+    context, weights = attention(query, attention.project_keys(values), values, mask)
+    assert torch.all(weights[~mask] == 0)
+    assert torch.allclose(weights.sum(-1), torch.ones(3))
+    noisy = values.masked_fill(~mask[..., None], 1e4)  # garbage at the padded positions
+    context2, weights2 = attention(query, attention.project_keys(noisy), noisy, mask)
+    assert torch.equal(weights, weights2)
+    assert torch.allclose(context, context2)
+
+
+def test_fully_masked_row_is_not_nan():
+    attention, query, values, mask = setup()
+    mask[1] = False
+    context, weights = attention(query, attention.project_keys(values), values, mask)
+    assert torch.isfinite(context).all() and torch.isfinite(weights).all()
+
+
+def test_shapes_and_gradients():
+    attention, query, values, mask = setup()
+    query.requires_grad_(True)
+    values.requires_grad_(True)
+    context, weights = attention(query, attention.project_keys(values), values, mask)
+    assert context.shape == (3, 6) and weights.shape == (3, 7)
+    context.sum().backward()
+    assert query.grad.abs().sum() > 0
+    assert values.grad[~mask].abs().sum() == 0

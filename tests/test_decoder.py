@@ -1,0 +1,129 @@
+import pytest
+import torch
+from torch import nn
+
+from nmt.decoder import Decoder, DecoderState, gru_cell, lstm_cell, rnn_cell
+from nmt.embeddings import Embeddings
+from nmt.encoder import EncoderOutput
+from nmt.vocab import PAD
+
+V, E, H, A, S = 11, 6, 8, 5, 7
+SRC_LENGTHS = torch.tensor([7, 3, 5])
+
+
+def make(cell="lstm", layers=1, dropout=0.3, seed=0):
+    torch.manual_seed(seed)
+    decoder = Decoder(Embeddings(V, E), H, H, A, layers=layers, cell=cell, dropout=dropout)
+    for param in decoder.parameters():
+        nn.init.uniform_(param, -0.5, 0.5)  # larger than the model's init: differences show
+    batch = len(SRC_LENGTHS)
+    enc = EncoderOutput(
+        states=torch.randn(batch, S, H),
+        mask=torch.arange(S) < SRC_LENGTHS[:, None],
+        final=torch.randn(batch, H),
+        final_cell=torch.randn(batch, H) if cell == "lstm" else None,
+    )
+    tgt_in = torch.randint(4, V, (batch, 5))
+    tgt_in[1, 3:] = PAD
+    return decoder.eval(), enc, tgt_in
+
+
+@pytest.mark.parametrize(
+    ("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2), ("gru", 2)]
+)
+def test_forward_equals_step_by_step(cell, layers):
+    decoder, enc, tgt_in = make(cell, layers)
+    hidden, attn = decoder(tgt_in, enc)
+    assert hidden.shape == (3, 5, H) and attn.shape == (3, 5, S)
+    logits = decoder.output(hidden)  # (B, T, V)
+    state = decoder.init_state(enc)
+    for t in range(tgt_in.size(1)):
+        step_logits, state, step_attn = decoder.step(tgt_in[:, t], state, enc)
+        assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
+        assert torch.allclose(step_attn, attn[:, t], atol=1e-6)
+    assert torch.allclose(state.feed, hidden[:, -1], atol=1e-6)
+    assert state.h.shape == (layers, 3, H)
+    assert (state.c is not None) == (cell == "lstm")
+
+
+def test_padded_source_positions_have_no_effect():
+    decoder, enc, tgt_in = make()
+    hidden, attn = decoder(tgt_in, enc)
+    noisy = EncoderOutput(
+        enc.states.masked_fill(~enc.mask[..., None], 100.0), enc.mask, enc.final, enc.final_cell
+    )
+    hidden2, attn2 = decoder(tgt_in, noisy)
+    assert torch.all(attn[~enc.mask[:, None, :].expand_as(attn)] == 0)
+    assert torch.equal(attn, attn2)
+    assert torch.allclose(hidden, hidden2)
+
+
+def test_state_select_reorders():
+    decoder, enc, tgt_in = make()
+    state = decoder.init_state(enc)
+    _, state, _ = decoder.step(tgt_in[:, 0], state, enc)
+    index = torch.tensor([2, 2, 0, 1])
+    picked = state.select(index)
+    assert isinstance(picked, DecoderState)
+    for field in ("h", "c"):
+        assert torch.equal(getattr(picked, field), getattr(state, field)[:, index])
+    assert torch.equal(picked.feed, state.feed[index])
+    assert torch.equal(picked.keys, state.keys[index])
+    # Stepping the selected rows equals selecting the stepped rows.
+    logits, _, attn = decoder.step(tgt_in[index, 1], picked, enc.select(index))
+    logits_all, _, attn_all = decoder.step(tgt_in[:, 1], state, enc)
+    assert torch.allclose(logits, logits_all[index], atol=1e-6)
+    assert torch.allclose(attn, attn_all[index], atol=1e-6)
+
+
+def test_dropout_in_training_only():
+    decoder, enc, tgt_in = make()
+    assert torch.equal(decoder(tgt_in, enc)[0], decoder(tgt_in, enc)[0])
+    decoder.train()
+    assert not torch.equal(decoder(tgt_in, enc)[0], decoder(tgt_in, enc)[0])
+
+
+def _torch_weights(cell_module, order):
+    """Rows of torch's gate blocks rearranged into our gate order."""
+    blocks_ih = cell_module.weight_ih.chunk(len(order))
+    blocks_hh = cell_module.weight_hh.chunk(len(order))
+    bias_ih, bias_hh = cell_module.bias_ih.chunk(len(order)), cell_module.bias_hh.chunk(len(order))
+    cat = lambda blocks: torch.cat([blocks[i] for i in order])  # noqa: E731
+    return cat(blocks_ih), cat(blocks_hh), cat(bias_ih), cat(bias_hh)
+
+
+def test_cells_match_torch():
+    torch.manual_seed(0)
+    x, h, c = torch.randn(4, 3), torch.randn(4, 5), torch.randn(4, 5)
+    with torch.no_grad():
+        lstm = nn.LSTMCell(3, 5)
+        w_ih, w_hh, b_ih, b_hh = _torch_weights(lstm, [0, 1, 3, 2])  # torch i,f,g,o -> i,f,o,g
+        ours = lstm_cell(torch.addmm(b_ih + b_hh, x, w_ih.t()), h, c, w_hh, None)
+        expected = lstm(x, (h, c))
+        assert torch.allclose(ours[0], expected[0], atol=1e-6)
+        assert torch.allclose(ours[1], expected[1], atol=1e-6)
+
+        gru = nn.GRUCell(3, 5)
+        w_ih, w_hh, b_ih, b_hh = _torch_weights(gru, [0, 1, 2])
+        ours, _ = gru_cell(torch.addmm(b_ih, x, w_ih.t()), h, None, w_hh, b_hh)
+        assert torch.allclose(ours, gru(x, h), atol=1e-6)
+
+        rnn = nn.RNNCell(3, 5)
+        ours, _ = rnn_cell(
+            torch.addmm(rnn.bias_ih + rnn.bias_hh, x, rnn.weight_ih.t()),
+            h,
+            None,
+            rnn.weight_hh,
+            None,
+        )
+        assert torch.allclose(ours, rnn(x, h), atol=1e-6)
+
+
+def test_bridge_sets_every_layer_and_feed_starts_at_zero():
+    decoder, enc, _ = make("lstm", layers=2)
+    state = decoder.init_state(enc)
+    assert state.h.shape == (2, 3, H) and state.c.shape == (2, 3, H)
+    expected_h = torch.tanh(decoder.bridge_h(enc.final)).view(3, 2, H).transpose(0, 1)
+    assert torch.allclose(state.h, expected_h)
+    assert torch.all(state.feed == 0)
+    assert torch.allclose(state.keys, decoder.attention.project_keys(enc.states))

@@ -1,0 +1,69 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nmt.loss import _loss, sequence_loss
+from nmt.vocab import PAD
+
+
+class OutputOnly(nn.Module):
+    """The one part of a Decoder that the loss uses."""
+
+    def __init__(self, hidden_size, vocab_size):
+        super().__init__()
+        self.out_proj = nn.Linear(hidden_size, vocab_size)
+
+    def output(self, hidden):
+        return self.out_proj(hidden)
+
+
+def setup():
+    torch.manual_seed(0)
+    decoder = OutputOnly(6, 13)
+    hidden = torch.randn(3, 5, 6, requires_grad=True)
+    tgt_out = torch.randint(4, 13, (3, 5))
+    tgt_out[0, 2:] = PAD
+    tgt_out[2, 4:] = PAD
+    return decoder, hidden, tgt_out
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_padding_free_equals_full_shape_cross_entropy(smoothing):
+    decoder, hidden, tgt_out = setup()
+    loss, n_tokens = sequence_loss(decoder, hidden, tgt_out, smoothing)
+    assert loss.dim() == 0 and n_tokens.dim() == 0 and int(n_tokens) == 11
+    grads = torch.autograd.grad(loss, [hidden, decoder.out_proj.weight])
+
+    logits = decoder.output(hidden)  # (B, T, V)
+    expected = F.cross_entropy(
+        logits.view(-1, 13),
+        tgt_out.view(-1),
+        ignore_index=PAD,
+        label_smoothing=smoothing,
+        reduction="sum",
+    )
+    expected_grads = torch.autograd.grad(expected, [hidden, decoder.out_proj.weight])
+    assert torch.allclose(loss, expected, atol=1e-5)
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert torch.all(grads[0][tgt_out == PAD] == 0)
+
+
+@pytest.mark.parametrize("select_rows", [True, False])
+def test_both_paths_agree(select_rows):
+    decoder, hidden, tgt_out = setup()
+    loss, n_tokens = _loss(decoder, hidden, tgt_out, 0.1, select_rows)
+    reference, _ = _loss(decoder, hidden, tgt_out, 0.1, not select_rows)
+    assert torch.allclose(loss, reference, atol=1e-5) and int(n_tokens) == 11
+
+
+def test_label_smoothing_formula():
+    decoder, hidden, tgt_out = setup()
+    eps = 0.2
+    loss, _ = sequence_loss(decoder, hidden, tgt_out, eps)
+    log_p = torch.log_softmax(decoder.output(hidden), -1)  # (B, T, V)
+    mask = tgt_out != PAD
+    nll = -log_p.gather(-1, tgt_out[..., None]).squeeze(-1)
+    uniform = -log_p.mean(-1)
+    assert torch.allclose(loss, ((1 - eps) * nll + eps * uniform)[mask].sum(), atol=1e-4)

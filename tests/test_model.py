@@ -1,0 +1,159 @@
+import pytest
+import torch
+
+from nmt.config import ModelConfig
+from nmt.errors import ConfigError
+from nmt.loss import sequence_loss
+from nmt.model import Seq2Seq, build_model
+from nmt.vocab import BOS, EOS, PAD
+
+TINY = ModelConfig(emb_size=8, hidden_size=12, attention_size=6, dropout=0.1)
+
+
+def batch(seed=0, batch_size=4, vocab=10):
+    gen = torch.Generator().manual_seed(seed)
+    src_lengths = torch.tensor([5, 2, 4, 3][:batch_size])
+    src = torch.randint(4, vocab, (batch_size, 5), generator=gen)
+    src[torch.arange(5) >= src_lengths[:, None]] = PAD
+    body = torch.randint(4, vocab - 1, (batch_size, 4), generator=gen)  # tgt vocab 9
+    tgt_in = torch.cat([torch.full((batch_size, 1), BOS), body], dim=1)
+    tgt_out = torch.cat([body, torch.full((batch_size, 1), EOS)], dim=1)
+    tgt_in[1, 3:] = PAD
+    tgt_out[1, 2] = EOS
+    tgt_out[1, 3:] = PAD
+    return src, src_lengths, tgt_in, tgt_out
+
+
+def train_step(model, optimizer, task="de", data=None):
+    src, src_lengths, tgt_in, tgt_out = data or batch()
+    hidden, _ = model(src, src_lengths, tgt_in, task)
+    loss, n_tokens = sequence_loss(model.decoders[task], hidden, tgt_out)
+    optimizer.zero_grad()
+    (loss / n_tokens).backward()
+    optimizer.step()
+    return float(loss.detach() / n_tokens)
+
+
+def test_build_and_shapes():
+    model = build_model(TINY, 10, {"de": 9})
+    assert isinstance(model, Seq2Seq) and model.tasks == ("de",)
+    src, src_lengths, tgt_in, _ = batch()
+    hidden, attn = model(src, src_lengths, tgt_in, "de")
+    assert hidden.shape == (4, 5, 12) and attn.shape == (4, 5, 5)
+    assert model.decoders["de"].output(hidden).shape == (4, 5, 9)
+    assert model.decoders["de"].attention.key_proj.out_features == 6
+    assert (
+        build_model(ModelConfig(hidden_size=12, attention_size=0), 10, {"de": 9})
+        .decoders["de"]
+        .attention.key_proj.out_features
+        == 12
+    )  # 0 means the hidden size
+    for emb in (model.encoder.embeddings, model.decoders["de"].embeddings):
+        assert emb.weight[PAD].abs().sum() == 0
+    assert all(p.abs().max() <= 0.1 for p in model.parameters())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_every_parameter_gets_a_gradient(cell):
+    model = build_model(
+        ModelConfig(emb_size=8, hidden_size=12, cell=cell, dec_layers=2, enc_layers=2),
+        10,
+        {"de": 9},
+    )
+    src, src_lengths, tgt_in, tgt_out = batch()
+    hidden, _ = model(src, src_lengths, tgt_in, "de")
+    loss, _ = sequence_loss(model.decoders["de"], hidden, tgt_out)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_frozen_pretrained_embeddings_get_no_update():
+    src_vectors, tgt_vectors = torch.randn(10, 8), torch.randn(9, 8)
+    for freeze in (True, False):
+        cfg = ModelConfig(emb_size=8, hidden_size=12, freeze_embeddings=freeze)
+        model = build_model(cfg, 10, {"de": 9}, src_vectors, {"de": tgt_vectors})
+        src_emb, tgt_emb = model.encoder.embeddings.weight, model.decoders["de"].embeddings.weight
+        assert torch.equal(src_emb[1:], src_vectors[1:]) and torch.equal(
+            tgt_emb[1:], tgt_vectors[1:]
+        )
+        params = [p for p in model.parameters() if p.requires_grad]
+        train_step(model, torch.optim.Adam(params, lr=0.01))
+        assert torch.equal(src_emb[1:], src_vectors[1:]) == freeze
+        assert torch.equal(tgt_emb[1:], tgt_vectors[1:]) == freeze
+    with pytest.raises(ConfigError, match="source vectors"):
+        build_model(TINY, 10, {"de": 9}, src_vectors=torch.randn(10, 5))
+
+
+def test_shared_decoder_embeddings():
+    cfg = ModelConfig(emb_size=8, hidden_size=12, share_decoder_embeddings=True)
+    model = build_model(cfg, 10, {"de": 9, "fr": 9})
+    de, fr = model.decoders["de"], model.decoders["fr"]
+    assert de.embeddings.weight is fr.embeddings.weight
+    assert de.out_proj.weight is fr.out_proj.weight
+    assert de.feed_proj.weight is not fr.feed_proj.weight  # the rest is per task
+    separate = build_model(ModelConfig(emb_size=8, hidden_size=12), 10, {"de": 9, "fr": 9})
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(separate) - count(model) == 9 * 8 + 9 * 12 + 9
+    # Training one task moves the shared table that the other reads.
+    before = fr.out_proj.weight.detach().clone()
+    train_step(model, torch.optim.Adam(model.parameters(), lr=0.01), task="de")
+    assert not torch.equal(before, fr.out_proj.weight)
+    with pytest.raises(ConfigError, match="one target vocabulary size"):
+        build_model(cfg, 10, {"de": 9, "fr": 8})
+
+
+def test_tied_embeddings():
+    cfg = ModelConfig(emb_size=12, hidden_size=12, tie_embeddings=True)
+    model = build_model(cfg, 10, {"de": 9})
+    decoder = model.decoders["de"]
+    assert decoder.out_proj.weight is decoder.embeddings.weight
+    train_step(model, torch.optim.Adam(model.parameters(), lr=0.01))
+    assert decoder.out_proj.weight is decoder.embeddings.weight
+    with pytest.raises(ConfigError, match="tie-embeddings"):
+        build_model(ModelConfig(emb_size=8, hidden_size=12, tie_embeddings=True), 10, {"de": 9})
+
+
+def test_state_dict_round_trip_keeps_sharing():
+    cfg = ModelConfig(
+        emb_size=12, hidden_size=12, tie_embeddings=True, share_decoder_embeddings=True
+    )
+    model = build_model(cfg, 10, {"de": 9, "fr": 9}).eval()
+    torch.manual_seed(1)
+    fresh = build_model(cfg, 10, {"de": 9, "fr": 9}).eval()
+    fresh.load_state_dict(model.state_dict())
+    src, src_lengths, tgt_in, _ = batch()
+    for task in ("de", "fr"):
+        assert torch.equal(
+            model(src, src_lengths, tgt_in, task)[0], fresh(src, src_lengths, tgt_in, task)[0]
+        )
+    assert fresh.decoders["de"].out_proj.weight is fresh.decoders["fr"].embeddings.weight
+
+
+def test_overfits_a_few_sentence_pairs():
+    """The toy task (reverse the source) is learnt: the loss falls by far on a handful of pairs."""
+    torch.manual_seed(0)
+    src = torch.randint(4, 14, (8, 6))
+    src_lengths = torch.tensor([6, 5, 6, 4, 3, 6, 5, 2])
+    src[torch.arange(6) >= src_lengths[:, None]] = PAD
+    reversed_rows = [src[i, : src_lengths[i]].flip(0) for i in range(8)]
+    tgt_in = torch.full((8, 7), PAD)
+    tgt_out = torch.full((8, 7), PAD)
+    for i, row in enumerate(reversed_rows):
+        tgt_in[i, : len(row) + 1] = torch.cat([torch.tensor([BOS]), row])
+        tgt_out[i, : len(row) + 1] = torch.cat([row, torch.tensor([EOS])])
+    model = build_model(ModelConfig(emb_size=16, hidden_size=32, dropout=0.0), 14, {"rev": 14})
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    losses = [
+        train_step(model, optimizer, "rev", (src, src_lengths, tgt_in, tgt_out)) for _ in range(50)
+    ]
+    assert losses[-1] < 0.1 * losses[0], losses[::10]
+
+
+def test_empty_source_sentence_gives_finite_outputs():
+    model = build_model(TINY, 10, {"de": 9}).eval()
+    src, src_lengths, tgt_in, _ = batch()
+    src[2] = PAD
+    src_lengths[2] = 0
+    hidden, attn = model(src, src_lengths, tgt_in, "de")
+    assert torch.isfinite(hidden).all() and torch.isfinite(attn).all()
