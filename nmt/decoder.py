@@ -202,17 +202,15 @@ class Decoder(nn.Module):
         """
         new_h, new_c = [], []
         x = feed
-        for layer in range(self.layers):
+        for layer, rec in enumerate(self.recurrent):
             if layer == 0:
-                gates = torch.addmm(x_gates, feed, self.feed_proj.weight.t())  # (N, G)
+                gates = torch.addmm(x_gates, x, self.feed_proj.weight.t())  # (N, G)
             else:
                 gates = self.input_proj[layer - 1](self.dropout(x))  # (N, G)
-            rec = self.recurrent[layer]
-            x, cell = self._cell(
-                gates, h[layer], None if c is None else c[layer], rec.weight, rec.bias
-            )
+            cell_state = None if c is None else c[layer]
+            x, cell_state = self._cell(gates, h[layer], cell_state, rec.weight, rec.bias)  # (N, H)
             new_h.append(x)
-            new_c.append(cell)
+            new_c.append(cell_state)
         context, attn = self.attention(x, keys, enc.states, enc.mask)  # (N, H_enc), (N, S)
         hidden = torch.tanh(self.combine(torch.cat([x, context], dim=1)))  # (N, H)
         return self.dropout(hidden), new_h, None if c is None else new_c, attn

@@ -78,7 +78,7 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=src_len)  # (B, S, H)
-        # The mask from the tokens, not the CPU lengths: no host-to-device copy (and wait) per batch.
+        # Mask from the tokens, not the CPU lengths: no host-to-device copy (and wait) per batch.
         mask = src_tokens != PAD  # (B, S)
         if isinstance(final, tuple):  # LSTM: (h_n, c_n)
             return EncoderOutput(states, mask, self._summary(final[0]), self._summary(final[1]))

@@ -67,3 +67,22 @@ def test_label_smoothing_formula():
     nll = -log_p.gather(-1, tgt_out[..., None]).squeeze(-1)
     uniform = -log_p.mean(-1)
     assert torch.allclose(loss, ((1 - eps) * nll + eps * uniform)[mask].sum(), atol=1e-4)
+
+
+def test_fused_path_gradients_match_on_a_tied_model():
+    from nmt.config import ModelConfig
+    from nmt.model import build_model
+
+    cfg = ModelConfig(emb_size=6, hidden_size=6, tie_embeddings=True)
+    model = build_model(cfg, 9, {"de": 13}).eval()  # no dropout: both passes alike
+    decoder = model.decoders["de"]
+    _, _, tgt_out = setup()
+    src, src_lengths = torch.randint(4, 9, (3, 4)), torch.tensor([4, 4, 4])
+    tgt_in = tgt_out.roll(1, dims=1)
+    grads = []
+    for select_rows in (True, False):
+        hidden, _ = model(src, src_lengths, tgt_in, "de")
+        loss, _ = _loss(decoder, hidden, tgt_out, 0.1, select_rows)
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    for got, want in zip(*grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)

@@ -130,7 +130,17 @@ def test_state_dict_round_trip_keeps_sharing():
     assert fresh.decoders["de"].out_proj.weight is fresh.decoders["fr"].embeddings.weight
 
 
-def test_overfits_a_few_sentence_pairs():
+@pytest.fixture
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and spinning threads on a busy machine can
+    make this test 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_overfits_a_few_sentence_pairs(one_thread):
     """The toy task (reverse the source) is learnt: the loss falls by far on a handful of pairs."""
     torch.manual_seed(0)
     src = torch.randint(4, 14, (8, 6))
