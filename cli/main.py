@@ -38,18 +38,17 @@ def main(
     console.set_quiet(quiet)
 
 
-# Command registration: one line per command (each module keeps its heavy imports inside the
-# command function).
-from nmt_cli.train import train  # noqa: E402
-
-app.command()(train)
-from nmt_cli.translate import translate  # noqa: E402
-from nmt_cli.evaluate import evaluate  # noqa: E402
+# Command registration, in the order of the workflow. Each module imports its heavy libraries
+# inside the command function.
 from nmt_cli.average import average  # noqa: E402
-
-app.command()(translate)
-app.command()(evaluate)
-app.command()(average)
+from nmt_cli.evaluate import evaluate  # noqa: E402
+from nmt_cli.plot import plot  # noqa: E402
 from nmt_cli.preprocess import preprocess  # noqa: E402
+from nmt_cli.train import train  # noqa: E402
+from nmt_cli.translate import translate  # noqa: E402
 
-app.command()(preprocess)
+for command in (preprocess, train, translate, evaluate, average, plot):
+    app.command()(command)
+
+if __name__ == "__main__":
+    app()

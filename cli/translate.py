@@ -102,10 +102,10 @@ def _write_attention(dumps, plot_dir: Optional[Path], json_path: Optional[Path])
         plot_dir.mkdir(parents=True, exist_ok=True)
         for number, result in dumps:
             _, pieces, _, attn = result.hyps[0]
-            attention_heatmap(attn.float().numpy(), result.source_pieces, pieces + ["</s>"],
+            attention_heatmap(attn.float().numpy(), result.source_pieces, pieces,
                               plot_dir / f"attention-{number:05d}.png")
     if json_path:
-        records = [{"line": number, "src": result.source_pieces, "tgt": result.hyps[0][1] + ["</s>"],
+        records = [{"line": number, "src": result.source_pieces, "tgt": result.hyps[0][1],
                     "weights": result.hyps[0][3].float().tolist()} for number, result in dumps]
         with atomic_write(json_path) as handle:
             json.dump(records, handle, ensure_ascii=False)

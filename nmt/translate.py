@@ -125,7 +125,9 @@ def translate_window(translator: Translator, lines: list[str], task: str, opts: 
         for row, index in enumerate(batch):
             for k, ids in enumerate(hyps.tokens[row]):
                 text, pieces = translator.detokenize(list(ids), task)
-                attn = hyps.attention[row][k] if hyps.attention is not None else None
+                attn = None
+                if hyps.attention is not None:  # (T, S_batch) -> (T, S) of this sentence
+                    attn = hyps.attention[row][k][:, : lengths[index]]
                 results[index].hyps.append((text, pieces, hyps.scores[row][k], attn))
     return results, truncated
 

@@ -123,3 +123,12 @@ def reversal_run(reversal_bundle: Path, tmp_path_factory: pytest.TempPathFactory
     })
     train(run, model_cfg, train_cfg)
     return run
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from a second thread and thrash when the other core is busy;
+    tests that train set their own thread count through the config."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -127,3 +127,24 @@ def test_average(runner, tmp_path, reversal_run):
     src.write_text("a b c\n")
     translated = runner.invoke(app, ["translate", "-m", str(out), "-i", str(src)])
     assert translated.exit_code == 0 and len(translated.stdout.splitlines()) == 1
+
+
+def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
+    src = tmp_path / "in.txt"
+    src.write_text("a b c d\n\ne f g\nh i\n")
+    plots, dump = tmp_path / "plots", tmp_path / "attn.json"
+    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "--beam", "2",
+                                 "--attention-plot", str(plots), "--attention-json", str(dump),
+                                 "--attention-lines", "2"])
+    assert result.exit_code == 0, result.stderr
+    records = json.loads(dump.read_text())
+    assert [r["line"] for r in records] == [1]  # line 2 is empty: nothing to attend over
+    weights = records[0]["weights"]
+    assert len(weights) == len(records[0]["tgt"]) and len(weights[0]) == len(records[0]["src"])
+    assert all(abs(sum(row) - 1.0) < 1e-4 for row in weights)
+    assert (plots / "attention-00001.png").read_bytes()[:4] == b"\x89PNG"
+
+    curves = tmp_path / "curves.png"
+    done = runner.invoke(app, ["plot", str(reversal_run), "-o", str(curves)])
+    assert done.exit_code == 0, done.stderr
+    assert curves.read_bytes()[:4] == b"\x89PNG"
