@@ -41,6 +41,8 @@ def _summary(manifest: dict[str, Any], out: Path) -> None:
     tok = manifest["tokenizer"]["src"]
     kind = tok["type"] + (f" {tok['spm_type']} {tok['vocab_size']}" if "spm_type" in tok else "")
     joint = "joint" if manifest["joint"] else "separate"
+    if manifest["joint_vocab"] != manifest["joint"]:
+        joint += ", " + ("joint" if manifest["joint_vocab"] else "separate") + " vocabularies"
     console.info(
         f"[bold]{out}[/bold]: {langs['src']} -> {','.join(manifest['tasks'])}; {kind}, {joint}"
     )
@@ -144,6 +146,17 @@ def preprocess(
             rich_help_panel=_TOKENS,
         ),
     ] = None,
+    joint_vocab: Annotated[
+        bool | None,
+        typer.Option(
+            "--joint-vocab/--separate-vocab",
+            help="One vocabulary for all sides, or one per side (with a joint sentencepiece "
+            "model each side keeps only the pieces it uses: a smaller output layer) "
+            "[default: as --joint/--separate].",
+            show_default=False,
+            rich_help_panel=_TOKENS,
+        ),
+    ] = None,
     vocab_size: Annotated[
         int,
         typer.Option(
@@ -206,6 +219,7 @@ def preprocess(
             tokenizer=tokenizer,
             spm_type=spm_type,
             joint=joint,
+            joint_vocab=joint_vocab,
             vocab_size=vocab_size,
             min_freq=min_freq,
             max_vocab=max_vocab,

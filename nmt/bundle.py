@@ -73,6 +73,8 @@ class PreprocessOptions:
     tokenizer: TokenizerName = "subword"
     spm_type: SpmType = "bpe"
     joint: bool | None = None  # None: joint for subword, separate for word and char
+    joint_vocab: bool | None = None  # None: as `joint`; False with a joint sentencepiece model
+    # gives each side a vocabulary of only the pieces it uses (a smaller output layer)
     vocab_size: int = 8000
     min_freq: int = 1
     max_vocab: int = 50_000
@@ -88,6 +90,10 @@ class PreprocessOptions:
     @property
     def is_joint(self) -> bool:
         return self.joint if self.joint is not None else self.tokenizer == "subword"
+
+    @property
+    def is_joint_vocab(self) -> bool:
+        return self.joint_vocab if self.joint_vocab is not None else self.is_joint
 
     def check(self) -> None:
         lows = {"vocab_size": 1, "min_freq": 1, "max_vocab": 0, "max_tokens": 1, "max_ratio": 1}
@@ -128,6 +134,12 @@ class _Builder:
         sides = self.opt.sides
         return [("", sides)] if self.opt.is_joint else [(f".{s}", (s,)) for s in sides]
 
+    @property
+    def vocab_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(file suffix, sides) sharing one vocabulary."""
+        sides = self.opt.sides
+        return [("", sides)] if self.opt.is_joint_vocab else [(f".{s}", (s,)) for s in sides]
+
     def _rows(self, split: str, stage: str) -> Iterator[list[str]]:
         """Normalised texts of each row, with progress reports."""
         total = self.totals[split]
@@ -163,7 +175,7 @@ class _Builder:
     def write_train(self) -> dict[str, Any]:
         """Pass 2: tokenize, filter and write provisional ids (an id per distinct piece)."""
         opt, sides = self.opt, self.opt.sides
-        tables = {side: table for _, group in self.groups for table in [{}] for side in group}
+        tables = {side: table for _, group in self.vocab_groups for table in [{}] for side in group}
         writers = {side: TokenArrayWriter(self.tmp / f"train.{side}") for side in sides}
         filtered = dict.fromkeys(("empty", "too_long", "ratio"), 0)
         for texts in self._rows("train", "train"):
@@ -185,7 +197,7 @@ class _Builder:
             message = f"no training pairs left after filtering {lines} lines ({reasons})"
             raise DataError(message, self.sources["train"].label)
         files = {}
-        for suffix, group in self.groups:
+        for suffix, group in self.vocab_groups:
             vocab, lut = self._vocabulary(tables[group[0]], [writers[side] for side in group])
             vocab.save(self.tmp / f"vocab{suffix}.txt")
             for side in group:
@@ -252,10 +264,11 @@ class _Builder:
             "src_lang": opt.src,
             "tasks": list(opt.tgt),
             "joint": opt.is_joint,
+            "joint_vocab": opt.is_joint_vocab,
             "tokenizer": {side: self.tokenizers[side].manifest_entry() for side in opt.sides},
             "vocab": {
                 side: {"file": f"vocab{suffix}.txt", "size": len(self.vocabs[side])}
-                for suffix, group in self.groups
+                for suffix, group in self.vocab_groups
                 for side in group
             },
             "splits": splits,

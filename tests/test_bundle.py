@@ -261,3 +261,22 @@ def test_joint_word_vocabulary_covers_every_side(tmp_path: Path, tiny) -> None:
     assert {"horse", "Pferd", "cheval"} <= {
         bundle.src_vocab.token(i) for i in range(len(bundle.src_vocab))
     }
+
+
+def test_joint_sentencepiece_with_separate_vocabularies(tiny, tmp_path):
+    from nmt.bundle import PreprocessOptions, build, open_bundle
+
+    out = tmp_path / "b"
+    build(PreprocessOptions(src="en", tgt=("de",), out=out, train=tiny["train"],
+                            valid=tiny["valid"], vocab_size=60, joint_vocab=False))
+    bundle = open_bundle(out)
+    assert bundle.src_tokenizer is bundle.tgt_tokenizers["de"]  # one sentencepiece model
+    assert bundle.src_vocab != bundle.tgt_vocabs["de"]
+    def pieces(vocab):
+        return "".join(vocab.token(i) for i in range(4, len(vocab)))
+
+    # Each side keeps only its own pieces: "y" occurs only in English, "ä" only in German.
+    assert "y" in pieces(bundle.src_vocab) and "y" not in pieces(bundle.tgt_vocabs["de"])
+    assert "ä" in pieces(bundle.tgt_vocabs["de"]) and "ä" not in pieces(bundle.src_vocab)
+    ids = bundle.target("valid", "de")[0]
+    assert bundle.tgt_tokenizers["de"].decode(bundle.tgt_vocabs["de"].decode(ids)) == "Ein Mann reitet ein Pferd."
