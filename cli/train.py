@@ -26,6 +26,8 @@ def _report(record: dict[str, Any]) -> None:
                     f"ppl {r['ppl']:.2f}  BLEU {r['bleu']:.2f}  chrF {r['chrf']:.2f}"
                     + ("  [green]best[/green]" if record["best"] else "")
                 )
+    elif kind == "info":
+        console.info(record["message"])
     elif kind == "done":
         console.info(f"finished at step {record['step']} ({record['stopped']}); best {record['best']}")
 

@@ -69,7 +69,11 @@ def make_batch(source, target, indices: np.ndarray, task: str) -> Batch:
 
 
 class BucketSampler:
-    """Yields arrays of sentence indices; iterating resumes from the saved position."""
+    """Yields arrays of sentence indices; iterating resumes from the saved position.
+
+    With `world` > 1 (torchrun) rank r gets batches r, r + world, ... of the same epoch plan, so
+    the state to resume stays (epoch, position) and is the same on every rank.
+    """
 
     def __init__(
         self,
@@ -80,6 +84,8 @@ class BucketSampler:
         seed: int,
         max_len: int = 0,
         shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
     ):
         keep = np.ones(len(src_lengths), dtype=bool)
         if max_len:
@@ -92,6 +98,8 @@ class BucketSampler:
         self.batch_tokens = batch_tokens
         self.seed = seed
         self.shuffle = shuffle
+        self.rank = rank
+        self.world = world
         self.epoch = 0
         self.position = 0
         self._batches: list[np.ndarray] | None = None
@@ -118,7 +126,10 @@ class BucketSampler:
             start = end
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+        # Under torchrun each rank takes every world-th batch of the same plan; the remainder is
+        # dropped so that every rank runs the same number of updates per epoch.
+        usable = len(batches) - len(batches) % self.world
+        return batches[self.rank : usable : self.world]
 
     def _batch_end(self, order: np.ndarray, start: int) -> int:
         if not self.batch_tokens:

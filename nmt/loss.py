@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from nmt.decoder import Decoder
 from nmt.vocab import PAD
@@ -91,3 +91,22 @@ class _OutputCrossEntropy(torch.autograd.Function):
         grad_weight = (grad.t() @ hidden).mul_(grad_loss) if need_weight else None  # (V, H)
         grad_bias = grad.sum(0).mul_(grad_loss) if need_bias else None  # (V,)
         return grad_hidden, grad_weight, grad_bias, None, None
+
+
+class BatchLoss(nn.Module):
+    """The teacher-forced loss of one batch as a single forward().
+
+    DistributedDataParallel only sees what happens inside forward(); the output layer and loss run
+    after the decoder, so they belong in the same forward for their gradients to be reduced.
+    """
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, task: str
+    ) -> tuple[Tensor, Tensor]:
+        hidden, _ = self.model(src_tokens, src_lengths, tgt_in, task)  # (B, T, H)
+        return sequence_loss(self.model.decoders[task], hidden, tgt_out, self.label_smoothing)

@@ -7,6 +7,7 @@ moment and resumed from its last checkpoint ends with the same weights as a run 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -23,7 +24,7 @@ from nmt.data import BucketSampler, iterate_split, make_batch
 from nmt.device import Dist, autocast, autocast_dtype, choose_device, init_distributed, set_threads
 from nmt.errors import CheckpointError, ConfigError
 from nmt.evaluate import score_lines
-from nmt.loss import sequence_loss
+from nmt.loss import BatchLoss, sequence_loss
 from nmt.model import build_model
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
 from nmt.tasks import TaskSchedule, parse_weights
@@ -62,8 +63,14 @@ class Trainer:
 
         self.model = build_model(
             model_cfg, len(self.bundle.src_vocab),
-            {t: len(self.bundle.tgt_vocabs[t]) for t in self.tasks},
+            {t: len(self.bundle.tgt_vocabs[t]) for t in self.tasks}, *self._pretrained(),
         ).to(self.device)
+        self.loss = BatchLoss(self.model, train_cfg.label_smoothing)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Several tasks: a batch uses one decoder, the others get no gradient that step.
+            self.loss = DistributedDataParallel(self.loss, find_unused_parameters=len(self.tasks) > 1)
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
         self.schedule = LrSchedule(self.optimizer, train_cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -72,7 +79,8 @@ class Trainer:
         self.targets = {t: self.bundle.target("train", t) for t in self.tasks}
         self.samplers = {
             t: BucketSampler(self.source.lengths, self.targets[t].lengths, train_cfg.batch_size,
-                             train_cfg.batch_tokens, train_cfg.seed + i, train_cfg.max_len)
+                             train_cfg.batch_tokens, train_cfg.seed + i, train_cfg.max_len,
+                             rank=self.dist.rank, world=self.dist.world)
             for i, t in enumerate(self.tasks)
         }
         self.task_schedule = TaskSchedule(
@@ -86,6 +94,22 @@ class Trainer:
         self.meta = self._meta_files()
 
     # ---- setup -------------------------------------------------------------------------------
+
+    def _pretrained(self) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
+        """Pretrained source/target vectors named in the model config (target: every task)."""
+        from nmt.embeddings import load_vectors
+
+        def vectors(path: str, vocab) -> torch.Tensor:
+            tokens = [vocab.token(i) for i in range(len(vocab))]
+            weight, found = load_vectors(path, tokens, self.model_cfg.emb_size)
+            self.report({"kind": "info", "message": f"{path}: vectors for {found} of {len(tokens)} tokens"})
+            return weight
+
+        cfg = self.model_cfg
+        src = vectors(cfg.src_embeddings, self.bundle.src_vocab) if cfg.src_embeddings else None
+        tgt = ({t: vectors(cfg.tgt_embeddings, self.bundle.tgt_vocabs[t]) for t in self.tasks}
+               if cfg.tgt_embeddings else None)
+        return src, tgt
 
     def _meta_files(self) -> dict[str, torch.Tensor]:
         """The bundle's small files (manifest, vocabularies, tokenizer models) as byte tensors,
@@ -168,16 +192,17 @@ class Trainer:
                 task = self.task_schedule.next()
                 indices = next(iterators[task])
                 batches.append(make_batch(self.source, self.targets[task], indices, task))
-            # Normalise by the update's real target tokens: a CPU integer, so no host sync.
-            update_tokens = sum(b.n_tgt_tokens for b in batches)
-            for batch in batches:
+            # Normalise by the update's real target tokens (over all ranks): the per-token mean of
+            # one big batch. A CPU integer, so no host sync on a single device.
+            update_tokens = self._global_tokens(sum(b.n_tgt_tokens for b in batches))
+            for number, batch in enumerate(batches, start=1):
                 batch = batch.to(self.device)
-                with autocast(self.device, self.amp):
-                    enc = self.model.encode(batch.src_tokens, batch.src_lengths)
-                    decoder = self.model.decoders[batch.task]
-                    hidden, _ = decoder(batch.tgt_in, enc)
-                    loss_sum, _ = sequence_loss(decoder, hidden, batch.tgt_out, cfg.label_smoothing)
-                self.scaler.scale(loss_sum * (self.weights[batch.task] / update_tokens)).backward()
+                with self._sync_grads(number == len(batches)), autocast(self.device, self.amp):
+                    loss_sum, _ = self.loss(batch.src_tokens, batch.src_lengths, batch.tgt_in,
+                                            batch.tgt_out, batch.task)
+                # DDP averages gradients over ranks; scale by world to get the sum.
+                scale = self.weights[batch.task] * self.dist.world / update_tokens
+                self.scaler.scale(loss_sum * scale).backward()
                 window["loss"] += loss_sum.detach().float()
                 per_task[batch.task] += loss_sum.detach().float()
                 window["tokens"] += batch.n_tgt_tokens
@@ -198,6 +223,21 @@ class Trainer:
                    "epochs": min(s.epoch for s in self.samplers.values())}
         self.report({"kind": "done", **summary})
         return summary
+
+    def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
+        """Under DDP, reduce gradients only on the last batch of an accumulated update."""
+        if self.dist.world == 1 or last:
+            return contextlib.nullcontext()
+        return self.loss.no_sync()
+
+    def _global_tokens(self, tokens: int) -> int:
+        if self.dist.world == 1:
+            return tokens
+        import torch.distributed as dist
+
+        total = torch.tensor([tokens], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(total)
+        return int(total.item())
 
     def _stop_reason(self) -> str | None:
         cfg = self.cfg
@@ -298,5 +338,11 @@ def train(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume:
           report: Report | None = None) -> dict[str, Any]:
     """Train (or resume) a model; the library entry point of `nmt train`."""
     trainer = Trainer(run_dir, model_cfg, train_cfg, report)
-    trainer.start(resume)
-    return trainer.run()
+    try:
+        trainer.start(resume)
+        return trainer.run()
+    finally:
+        if trainer.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
