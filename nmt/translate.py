@@ -168,8 +168,7 @@ def find_checkpoint(path: Path) -> Path:
     return path
 
 
-def load_translator(path: Path, device: torch.device, tasks_override: tuple[str, ...] | None = None,
-                    ) -> Translator:
+def load_translator(path: Path, device: torch.device) -> Translator:
     """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it)."""
     from nmt.bundle import open_bundle
     from nmt.config import resolve
@@ -182,11 +181,11 @@ def load_translator(path: Path, device: torch.device, tasks_override: tuple[str,
             (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / name).write_bytes(data.numpy().tobytes())
         meta = open_bundle(Path(tmp))
-        tasks = list(state["tasks"])
+        # Training-only (auxiliary) decoders are not even built.
+        tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
         model = build_model(model_cfg, len(meta.src_vocab),
                             {t: len(meta.tgt_vocabs[t]) for t in tasks})
-        model.load_state_dict(state["model"])
-        translatable = tuple(t for t in tasks if t not in state.get("aux_tasks", []))
+        dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
+        model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)})
         return Translator(model.to(device).eval(), meta.src_tokenizer, meta.src_vocab,
-                          meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len,
-                          tasks_override or translatable)
+                          meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)
