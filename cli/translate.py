@@ -40,26 +40,27 @@ def translate(
 
     from nmt.device import choose_device, set_threads
     from nmt.errors import ConfigError
-    from nmt.textio import ResumableOutput, count_lines, decode_lines, read_lines
-    from nmt.translate import SearchOptions, load_translator, translate_stream
+    from nmt.textio import ResumableOutput, available_windows, count_lines, read_lines
+    from nmt.translate import SearchOptions, load_translator, translate_windows
 
     with console.cli_errors():
         if errors not in ("strict", "replace"):
             raise ConfigError(f"--errors must be strict or replace, got {errors!r}")
-        if resume and output is None:
-            raise ConfigError("--resume needs --output")
+        if resume and (output is None or input is None):
+            raise ConfigError("--resume needs --input and --output files")
         set_threads(threads)
         translator = load_translator(model, choose_device(device))
         opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
-        if input is None:
-            lines = decode_lines(sys.stdin.buffer, "<stdin>", errors)
-            total = None
-        else:
-            lines = read_lines(input, errors)
-            total = count_lines(input)
         sink = ResumableOutput(output, resume) if output else None
         skip = sink.done // n_best if sink else 0
-        lines = itertools.islice(lines, skip, None)
+        if input is None:
+            # Lines are translated as they arrive: a pipe kept open gets answers line by line.
+            windows = available_windows(sys.stdin.fileno(), "<stdin>", window, errors)
+            total = None
+        else:
+            lines = itertools.islice(read_lines(input, errors), skip, None)
+            windows = iter(lambda: list(itertools.islice(lines, window)), [])
+            total = count_lines(input)
         name = str(input or "<stdin>")
         warn = lambda n: console.warn(f"{name}:{n}: line truncated to {translator.max_src_len} tokens")  # noqa: E731
         write = sink.write_line if sink else (lambda text: sys.stdout.write(text + "\n"))
@@ -67,8 +68,9 @@ def translate(
         try:
             with console.progress() as bar:
                 job = bar.add_task("translating", total=total, completed=skip)
-                stream = translate_stream(translator, lines, task, opts, batch_size, batch_tokens,
-                                          window, warn, attention_lines if (attention_plot or attention_json) else 0)
+                stream = translate_windows(translator, windows, task, opts, batch_size,
+                                           batch_tokens, warn,
+                                           attention_lines if (attention_plot or attention_json) else 0)
                 for number, result in enumerate(stream, start=skip + 1):
                     if n_best == 1:
                         write(result.text)
@@ -79,8 +81,10 @@ def translate(
                     if number <= attention_lines and result.hyps and result.hyps[0][3] is not None:
                         dumps.append((number, result))
                     bar.advance(job)
-                    if number % window == 0:
-                        sink.flush() if sink else sys.stdout.flush()
+                    if sink is None:
+                        sys.stdout.flush()  # a reader at the other end of a pipe waits for it
+                    elif number % window == 0:
+                        sink.flush()
         except BaseException:
             if sink:
                 sink.close()

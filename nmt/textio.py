@@ -18,6 +18,7 @@ import gzip
 import io
 import os
 import re
+import select
 import shutil
 import tempfile
 import unicodedata
@@ -65,19 +66,51 @@ def read_lines(path: Path | str, errors: Errors = "strict") -> Iterator[str]:
 
 
 def decode_lines(handle: IO[bytes], name: Path | str, errors: Errors = "strict") -> Iterator[str]:
-    """The rules of read_lines applied to an open binary stream (e.g. stdin) named `name`."""
+    """The rules of read_lines applied to an open binary stream named `name`."""
     for number, raw in enumerate(_read_raw(handle, Path(name)), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8", errors=errors)
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"invalid UTF-8 at byte {err.start} (use --errors replace to substitute U+FFFD)",
-                name,
-                number,
-            ) from None
-        yield text.rstrip("\n").removesuffix("\r")
+        yield _decode(raw, number, name, errors)
+
+
+def _decode(raw: bytes, number: int, name: Path | str, errors: Errors) -> str:
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"invalid UTF-8 at byte {err.start} (use --errors replace to substitute U+FFFD)",
+            name,
+            number,
+        ) from None
+    return text.rstrip("\n").removesuffix("\r")
+
+
+def available_windows(fd: int, name: str, window: int, errors: Errors = "strict",
+                      ) -> Iterator[list[str]]:
+    """Windows of decoded lines from a pipe or terminal, never waiting for more input than one
+    line while lines are at hand: an interactive caller gets each line's translation at once,
+    a pipe full of text still gets full windows."""
+    buffer, number, eof = b"", 0, False
+    while True:
+        lines: list[bytes] = []
+        while len(lines) < window:
+            cut = buffer.find(b"\n")
+            if cut >= 0:
+                lines.append(buffer[: cut + 1])
+                buffer = buffer[cut + 1 :]
+                continue
+            if eof or (lines and not select.select([fd], [], [], 0)[0]):
+                break
+            data = os.read(fd, 1 << 16)
+            eof = not data
+            buffer += data
+        if eof and buffer and len(lines) < window:
+            lines.append(buffer)
+            buffer = b""
+        if not lines:
+            return
+        yield [_decode(raw, number + i, name, errors) for i, raw in enumerate(lines, start=1)]
+        number += len(lines)
 
 
 def _read_raw(handle: IO[bytes], path: Path) -> Iterator[bytes]:

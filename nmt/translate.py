@@ -132,19 +132,29 @@ def translate_window(translator: Translator, lines: list[str], task: str, opts: 
     return results, truncated
 
 
-def translate_stream(translator: Translator, lines: Iterable[str], task: str, opts: SearchOptions,
-                     batch_size: int = 64, batch_tokens: int = 0, window: int = 2000,
-                     on_truncate: Callable[[int], None] | None = None,
+def translate_stream(translator: Translator, lines: Iterable[str], task: str | None,
+                     opts: SearchOptions, batch_size: int = 64, batch_tokens: int = 0,
+                     window: int = 2000, on_truncate: Callable[[int], None] | None = None,
                      attention_lines: int = 0) -> Iterator[Translation]:
-    """Translations in input order, one per input line, reading `window` lines at a time.
+    """Translations in input order, one per input line, reading `window` lines at a time."""
+    iterator = iter(lines)
+    windows = iter(lambda: list(itertools.islice(iterator, window)), [])
+    return translate_windows(translator, windows, task, opts, batch_size, batch_tokens,
+                             on_truncate, attention_lines)
+
+
+def translate_windows(translator: Translator, windows: Iterable[list[str]], task: str | None,
+                      opts: SearchOptions, batch_size: int = 64, batch_tokens: int = 0,
+                      on_truncate: Callable[[int], None] | None = None,
+                      attention_lines: int = 0) -> Iterator[Translation]:
+    """Translations of successive windows of lines, in input order.
 
     `on_truncate(line_number)` (1-based) is called for each line cut to the model's limit;
     attention weights are kept for the first `attention_lines` lines only.
     """
     task = translator.check_task(task)
-    iterator = iter(lines)
     start = 0
-    while chunk := list(itertools.islice(iterator, window)):
+    for chunk in windows:
         want_attention = start < attention_lines
         results, truncated = translate_window(translator, chunk, task, opts, batch_size,
                                               batch_tokens, want_attention)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 
@@ -148,3 +149,22 @@ def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
     done = runner.invoke(app, ["plot", str(reversal_run), "-o", str(curves)])
     assert done.exit_code == 0, done.stderr
     assert curves.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_translate_answers_each_line_of_an_open_pipe(reversal_run):
+    """A caller that keeps stdin open gets each translation without sending more lines."""
+    code = "from nmt_cli.main import app; app()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "translate", "-m", str(reversal_run)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in ("a b c", "d e f g"):
+            proc.stdin.write(f"{line}\n".encode())
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "no answer while stdin stays open"
+            answer = proc.stdout.readline()
+            assert answer.endswith(b"\n") and answer.strip()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0

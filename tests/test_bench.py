@@ -1,0 +1,56 @@
+"""The benchmark script's table and JSON are well formed (tiny settings; not a timing test)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes" / "bench"))
+
+import bench  # noqa: E402
+
+
+def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    sizes = {"train": 300, "val": 20, "test_2016_flickr": 12}
+    for split, n in sizes.items():
+        for lang in ("en", "de"):
+            with gzip.open(multi30k / f"{split}.{lang}.gz", "rt") as src, \
+                    gzip.open(data / f"{split}.{lang}.gz", "wt") as dst:
+                dst.writelines(line for _, line in zip(range(n), src))
+    config = tmp_path / "tiny.toml"
+    config.write_text("emb-size = 16\nhidden-size = 32\ndropout = 0.0\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "bench.py"),
+                           "--data", str(data), "--out", str(out), "--steps", "50", "--warmup", "25",
+                           "--threads", "1", "--config", str(config)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "bench.json").read_text())
+    ours = report["nmt"]
+    assert ours["train"]["tokens_per_s"] > 0 and ours["train"]["peak_rss_mb"] > 0
+    for name in ("beam5", "greedy"):
+        assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
+    assert ours["first_line_s"] > 0 and report["machine"]["torch"]
+    assert "beam 5 sentences/s" in done.stdout and "training target tokens/s" in done.stdout
+
+
+def test_peer_output_is_parsed():
+    text = "\n".join([
+        "Joey NMT (target tokens/s, every 50 steps):",
+        "380 420 430 410",
+        "OpenNMT-py (source/target tokens/s, every 50 steps):",
+        "650/ 700 tok/s 690/ 720 tok/s 700/ 740 tok/s",
+        "joey beam 5: 1:36.50 s wall, 700000 KB peak, lines 1000, BLEU 12.1, BLEU-lc 12.9",
+        "onmt beam 1: 13.70 s wall, 500000 KB peak, lines 1000, BLEU 11.0, BLEU-lc 11.5",
+    ])
+    peers = bench.parse_peers(text)
+    assert peers["joey"]["tokens_per_s"] == 420
+    assert peers["onmt"]["tokens_per_s"] == 730
+    assert peers["joey"]["beam5"]["wall_s"] == 96.5 and peers["joey"]["beam5"]["bleu"] == 12.1
+    assert peers["onmt"]["greedy"]["sentences_per_s"] == 73.0
