@@ -8,7 +8,7 @@ a pure function of (seed, e), so the state to resume is just (epoch, batches con
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +41,8 @@ class Batch:
         )
 
 
-def pad_sequences(seqs: list[np.ndarray], bos: bool = False, eos: bool = False) -> Tensor:
-    """Stack id arrays into a (B, max_len) int64 tensor padded with PAD."""
+def pad_sequences(seqs: Sequence[Sequence[int]], bos: bool = False, eos: bool = False) -> Tensor:
+    """Stack id sequences into a (B, max_len) int64 tensor padded with PAD."""
     extra = int(bos) + int(eos)
     width = max(len(s) for s in seqs) + extra
     out = np.full((len(seqs), width), PAD, dtype=np.int64)  # (B, T)

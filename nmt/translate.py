@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from nmt import checkpoint, runlog, search
+from nmt.data import pad_sequences
 from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
@@ -80,9 +81,7 @@ class Translator:
                       return_attention: bool = False) -> search.Hypotheses:
         """Search over one batch of non-empty id sequences."""
         lengths = torch.tensor([len(ids) for ids in batch], dtype=torch.int64)
-        src = torch.zeros(len(batch), int(lengths.max()), dtype=torch.int64)  # (B, S)
-        for row, ids in enumerate(batch):
-            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        src = pad_sequences(batch)  # (B, S)
         max_lengths = (lengths.double() * opts.len_a + opts.len_b).long().clamp(max=opts.max_output_len)
         self.model.eval()
         enc = self.model.encode(src.to(self.device), lengths)
