@@ -112,3 +112,18 @@ def test_resume_extends_a_finished_run(reversal_bundle, tmp_path):
     summary = train(tmp_path / "run", model_cfg, train_cfg, resume=True)
     assert summary["step"] == 20
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_pretrained_frozen_source_embeddings(reversal_bundle, tmp_path):
+    """Vectors named by --src-embeddings are loaded for the tokens they cover and stay fixed."""
+    from nmt.bundle import open_bundle
+
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("a " + " ".join(["0.5"] * 8) + "\nb " + " ".join(["-0.25"] * 8) + "\n")
+    settings = {**SMALL, "data": str(reversal_bundle), "emb-size": 8, "max-steps": 5,
+                "valid-every": 5, "src-embeddings": str(vectors), "freeze-embeddings": True}
+    train(tmp_path / "run", *resolve(settings))
+    weights = _final_weights(tmp_path / "run")["encoder.embeddings.weight"]
+    vocab = open_bundle(reversal_bundle).src_vocab
+    assert torch.equal(weights[vocab.index("a")], torch.full((8,), 0.5))
+    assert torch.equal(weights[vocab.index("b")], torch.full((8,), -0.25))
