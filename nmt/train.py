@@ -217,9 +217,10 @@ class Trainer:
             if self.step % cfg.log_every == 0 or stop_reason:
                 self._log_train(window, per_task)
             if self.step % cfg.valid_every == 0 or stop_reason:
+                started = time.perf_counter()
                 self._validate_and_save()
                 stop_reason = self._stop_reason()
-                window["time"] = time.perf_counter()  # tokens/s counts training time only
+                window["time"] += time.perf_counter() - started  # tokens/s: training time only
         summary = {"step": self.step, "stopped": stop_reason, "best": self.best,
                    "epochs": min(s.epoch for s in self.samplers.values())}
         self.report({"kind": "done", **summary})
