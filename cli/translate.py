@@ -40,7 +40,13 @@ def translate(
 
     from nmt.device import choose_device, set_threads
     from nmt.errors import ConfigError
-    from nmt.textio import ResumableOutput, available_windows, count_lines, read_lines
+    from nmt.textio import (
+        ResumableOutput,
+        available_windows,
+        count_lines,
+        decode_lines,
+        read_lines,
+    )
     from nmt.translate import SearchOptions, load_translator, translate_windows
 
     with console.cli_errors():
@@ -53,14 +59,14 @@ def translate(
         opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
         sink = ResumableOutput(output, resume) if output else None
         skip = sink.done // n_best if sink else 0
-        if input is None:
+        total = count_lines(input) if input else None
+        if input is None and _has_fd(sys.stdin):
             # Lines are translated as they arrive: a pipe kept open gets answers line by line.
             windows = available_windows(sys.stdin.fileno(), "<stdin>", window, errors)
-            total = None
         else:
-            lines = itertools.islice(read_lines(input, errors), skip, None)
+            source = read_lines(input, errors) if input else decode_lines(sys.stdin.buffer, "<stdin>", errors)
+            lines = itertools.islice(source, skip, None)
             windows = iter(lambda: list(itertools.islice(lines, window)), [])
-            total = count_lines(input)
         name = str(input or "<stdin>")
         warn = lambda n: console.warn(f"{name}:{n}: line truncated to {translator.max_src_len} tokens")  # noqa: E731
         write = sink.write_line if sink else (lambda text: sys.stdout.write(text + "\n"))
@@ -93,6 +99,15 @@ def translate(
             sink.commit()
         sys.stdout.flush()
         _write_attention(dumps, attention_plot, attention_json)
+
+
+def _has_fd(stream) -> bool:
+    """A real file descriptor (not an in-memory stream, as in tests or embedding programs)."""
+    try:
+        stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _write_attention(dumps, plot_dir: Optional[Path], json_path: Optional[Path]) -> None:
