@@ -59,7 +59,9 @@ def translate(
         opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
         sink = ResumableOutput(output, resume) if output else None
         skip = sink.done // n_best if sink else 0
-        total = count_lines(input) if input else None
+        # The progress bar's total costs a pass over the file: only count when a bar is shown.
+        show_bar = input is not None and not console.is_quiet() and sys.stderr.isatty()
+        total = count_lines(input) if show_bar else None
         if input is None and _has_fd(sys.stdin):
             # Lines are translated as they arrive: a pipe kept open gets answers line by line.
             windows = available_windows(sys.stdin.fileno(), "<stdin>", window, errors)

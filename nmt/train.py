@@ -282,7 +282,7 @@ class Trainer:
                                 self.device, self.cfg.max_len, tuple(self.tasks))
         opts = SearchOptions(beam=self.cfg.valid_beam)
         for task in self.tasks:
-            loss_sum, tokens = 0.0, 0
+            loss_sum, tokens = torch.zeros((), device=self.device), 0
             source, target = self.bundle.source("valid"), self.bundle.target("valid", task)
             for _, batch in iterate_split(source, target, 64, task):
                 batch = batch.to(self.device)
@@ -290,12 +290,12 @@ class Trainer:
                     enc = self.model.encode(batch.src_tokens, batch.src_lengths)
                     hidden, _ = self.model.decoders[task](batch.tgt_in, enc)
                     part, _ = sequence_loss(self.model.decoders[task], hidden, batch.tgt_out, 0.0)
-                loss_sum += float(part)
+                loss_sum += part.float()  # summed on the device: one host sync per task
                 tokens += batch.n_tgt_tokens
             outputs, _ = translate_window(translator, source_lines, task, opts, batch_size=64)
             refs = list(read_lines(self.bundle.text_path("valid", task)))
             bleu, chrf = score_lines([o.text for o in outputs], refs)
-            loss = loss_sum / max(tokens, 1)
+            loss = float(loss_sum) / max(tokens, 1)
             results[task] = {"loss": loss, "ppl": math.exp(min(loss, 50.0)),
                              "bleu": bleu.score, "chrf": chrf.score}
         return results

@@ -100,8 +100,8 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens
     """Cut a length-sorted order into batches of at most batch_size sentences / batch_tokens."""
     batch: list[int] = []
     for index in order:
-        longest = max(lengths[index], max((lengths[i] for i in batch[-1:]), default=0))
-        too_many_tokens = batch_tokens and longest * (len(batch) + 1) > batch_tokens
+        # The order is sorted by length, so the newest sentence is the batch's longest.
+        too_many_tokens = batch_tokens and lengths[index] * (len(batch) + 1) > batch_tokens
         if batch and (len(batch) >= batch_size or too_many_tokens):
             yield batch
             batch = []
