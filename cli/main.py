@@ -3,6 +3,8 @@ so `nmt --help` stays fast."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -50,5 +52,29 @@ from nmt_cli.translate import translate  # noqa: E402
 for command in (preprocess, train, translate, evaluate, average, plot):
     app.command()(command)
 
+
+
+def run() -> None:
+    """The `nmt` entry point: run the command, flush, and leave without tearing torch down.
+
+    Interpreter shutdown after `import torch` takes about half a second (module teardown); every
+    file the commands write is closed (and atomically renamed) before they return, so only the
+    standard streams need flushing.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`nmt translate ... | head`)
+            code = code or 1
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    run()

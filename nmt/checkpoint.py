@@ -41,13 +41,17 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with weights_only=True; anything else is a CheckpointError."""
+def load(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True; anything else is a CheckpointError.
+
+    `mmap` maps tensors from the file instead of reading them all: translation touches only the
+    model's weights, not the optimizer state (two thirds of a training checkpoint).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(f"{path}: refused to load (not plain weights): {first}") from None

@@ -183,7 +183,7 @@ def load_translator(path: Path, device: torch.device) -> Translator:
     from nmt.config import resolve
     from nmt.model import build_model
 
-    state = checkpoint.load(find_checkpoint(path))
+    state = checkpoint.load(find_checkpoint(path), mmap=True)
     model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
     with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:
         for name, data in state["meta"].items():
@@ -192,9 +192,13 @@ def load_translator(path: Path, device: torch.device) -> Translator:
         meta = open_bundle(Path(tmp))
         # Training-only (auxiliary) decoders are not even built.
         tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
-        model = build_model(model_cfg, len(meta.src_vocab),
-                            {t: len(meta.tgt_vocabs[t]) for t in tasks})
+        # Built on the meta device and then given the checkpoint's tensors: random
+        # initialisation of weights about to be replaced would cost a tenth of a second.
+        with torch.device("meta"):
+            model = build_model(model_cfg, len(meta.src_vocab),
+                                {t: len(meta.tgt_vocabs[t]) for t in tasks})
         dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
-        model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)})
+        model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
+                              assign=True)
         return Translator(model.to(device).eval(), meta.src_tokenizer, meta.src_vocab,
                           meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)

@@ -9,6 +9,7 @@ import sys
 
 import sacrebleu
 
+from nmt.errors import CheckpointError
 from nmt_cli.main import app
 
 
@@ -79,8 +80,9 @@ def test_evaluate_line_mismatch(runner, tmp_path):
 
 
 def test_translate_pipe(tmp_path, reversal_run):
-    """stdin -> stdout in a real shell pipe; nothing but translations on stdout."""
-    code = "from nmt_cli.main import app; app()"
+    """stdin -> stdout in a real shell pipe, through the console entry point (which leaves
+    without interpreter teardown): every line arrives, nothing but translations on stdout."""
+    code = "from nmt_cli.main import run; run()"
     data = "a b c\n\nd e f g h\n"
     done = subprocess.run(
         [sys.executable, "-c", code, "translate", "-m", str(reversal_run), "--beam", "2"],
@@ -89,6 +91,21 @@ def test_translate_pipe(tmp_path, reversal_run):
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode().split("\n")
     assert len(out) == 4 and out[1] == "" and out[3] == ""
+
+    many = "".join(f"{' '.join('abcdefg'[: 1 + i % 7])}\n" for i in range(300))
+    (tmp_path / "in.txt").write_text(many)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "translate", "-m", str(reversal_run), "--beam", "1",
+         "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt")],
+        capture_output=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len((tmp_path / "out.txt").read_text().splitlines()) == 300
+
+    done = subprocess.run([sys.executable, "-c", code, "translate", "-m", str(tmp_path / "none")],
+                          input=b"a\n", capture_output=True, timeout=120)
+    assert done.returncode == CheckpointError.exit_code  # the error's own code survives the exit
+    assert b"none: no such checkpoint" in done.stderr and b"Traceback" not in done.stderr
 
 
 def test_translate_resume_continues_partial_output(runner, tmp_path, reversal_run):
@@ -153,7 +170,7 @@ def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
 
 def test_translate_answers_each_line_of_an_open_pipe(reversal_run):
     """A caller that keeps stdin open gets each translation without sending more lines."""
-    code = "from nmt_cli.main import app; app()"
+    code = "from nmt_cli.main import run; run()"
     proc = subprocess.Popen([sys.executable, "-c", code, "translate", "-m", str(reversal_run)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

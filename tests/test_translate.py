@@ -97,3 +97,27 @@ def test_overlong_line_is_truncated_and_reported(translator):
 def test_unknown_task_lists_tasks(translator):
     with pytest.raises(ConfigError, match="rev"):
         list(translate_stream(translator, ["a"], "cs", SearchOptions()))
+
+
+def test_loaded_model_equals_a_freshly_built_one(translator, reversal_run):
+    """The fast load (meta-device build, mapped checkpoint) gives the plain build's computation."""
+    from nmt import checkpoint
+    from nmt.config import resolve
+    from nmt.model import build_model
+    from nmt.translate import find_checkpoint
+
+    state = checkpoint.load(find_checkpoint(reversal_run))
+    model_cfg, _ = resolve(state["model_config"], state["train_config"])
+    vocabs = {t: state["model"][f"decoders.{t}.out_proj.weight"].shape[0] for t in state["tasks"]}
+    plain = build_model(model_cfg, state["model"]["encoder.embeddings.weight"].shape[0], vocabs)
+    plain.load_state_dict(state["model"])
+    plain.eval()
+    fast = translator.model
+    assert not any(t.is_meta for t in [*fast.parameters(), *fast.buffers()])
+    src = torch.tensor([[5, 6, 7, 8], [9, 10, 2, 0]])
+    lengths = torch.tensor([4, 3])
+    tgt = torch.tensor([[1, 5, 6], [1, 7, 8]])
+    with torch.inference_mode():
+        expected, _ = plain.decoders["rev"](tgt, plain.encode(src, lengths))
+        got, _ = fast.decoders["rev"](tgt, fast.encode(src, lengths))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
