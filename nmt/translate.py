@@ -177,8 +177,11 @@ def find_checkpoint(path: Path) -> Path:
     return path
 
 
-def load_translator(path: Path, device: torch.device) -> Translator:
-    """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it)."""
+def load_translator(path: Path, device: torch.device, int8: bool = False) -> Translator:
+    """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it).
+
+    `int8` quantizes the decoders' per-step multiplies (CPU only; see quantize.py).
+    """
     from nmt.bundle import open_bundle
     from nmt.config import resolve
     from nmt.model import build_model
@@ -200,5 +203,12 @@ def load_translator(path: Path, device: torch.device) -> Translator:
         dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
         model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
                               assign=True)
-        return Translator(model.to(device).eval(), meta.src_tokenizer, meta.src_vocab,
+        model = model.to(device).eval()
+        if int8:
+            if device.type != "cpu":
+                raise ConfigError("--int8 is for translation on the CPU")
+            from nmt.quantize import quantize_decoders
+
+            quantize_decoders(model)
+        return Translator(model, meta.src_tokenizer, meta.src_vocab,
                           meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)
