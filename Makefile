@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench clean
+.PHONY: setup test lint format demo bench bench-memory clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python recipes/bench/bench.py $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
+
+bench-memory: $(STAMP)
+	$(BIN)/python recipes/bench/memory.py $(MEMORY_ARGS)
 
 clean:
 	rm -rf $(VENV) runs out bench-out

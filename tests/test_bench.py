@@ -34,10 +34,11 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
     report = json.loads((out / "bench.json").read_text())
     ours = report["nmt"]
     assert ours["train"]["tokens_per_s"] > 0 and ours["train"]["peak_rss_mb"] > 0
-    for name in ("beam5", "greedy"):
+    for name in ("beam5", "greedy", "beam5_int8", "greedy_int8"):
         assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
     assert ours["first_line_s"] > 0 and report["machine"]["torch"]
     assert "beam 5 sentences/s" in done.stdout and "training target tokens/s" in done.stdout
+    assert "greedy --int8 sentences/s" in done.stdout
 
 
 def test_peer_output_is_parsed():
@@ -54,3 +55,20 @@ def test_peer_output_is_parsed():
     assert peers["onmt"]["tokens_per_s"] == 730
     assert peers["joey"]["beam5"]["wall_s"] == 96.5 and peers["joey"]["beam5"]["bleu"] == 12.1
     assert peers["onmt"]["greedy"]["sentences_per_s"] == 73.0
+
+
+def test_memory_script_reports_each_size(reversal_run, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with gzip.open(data / "test_2016_flickr.en.gz", "wt") as handle:
+        handle.write("a b c\nd e f g\n\nh i\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "memory.py"),
+                           "--data", str(data), "--out", str(out), "--lines", "50,10",
+                           "--model", str(reversal_run), "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "memory.json").read_text())["results"]
+    assert [r["lines"] for r in results] == [10, 50]
+    assert results[0]["ratio_to_smallest"] == 1.0 and results[1]["peak_rss_mb"] > 0
+    assert len((out / "output-50.de").read_text().splitlines()) == 50

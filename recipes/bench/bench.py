@@ -7,8 +7,8 @@ table and writes JSON. Not a test: run it on an otherwise idle machine.
 
 It preprocesses Multi30k en-de (joint sentencepiece 8k, per-side vocabularies), trains the
 reference configuration for --steps updates of 64 sentences (steady-state target tokens/s: the
-log intervals after --warmup), translates test_2016_flickr with beam 5 and greedy (batch 64;
-whole command, model load included), times `nmt --help` and the start-up of `nmt translate` to
+log intervals after --warmup), translates test_2016_flickr with beam 5 and greedy, in fp32 and with
+--int8 (batch 64; whole command, model load included), times `nmt --help` and the start-up of `nmt translate` to
 its first output line, and scores the outputs. With --peers DIR it also runs Joey NMT and
 OpenNMT-py through ../shared/peers/peers.sh (virtualenvs made once in DIR) with the same number
 of updates, in the same run, and prints our ratios to theirs.
@@ -93,10 +93,12 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     result["train"] = train
     source, ref = data / "test_2016_flickr.en.gz", data / "test_2016_flickr.de.gz"
     lines = sum(1 for _ in gzip.open(source))
-    for name, beam in (("beam5", 5), ("greedy", 1)):
+    for name, beam, extra in (("beam5", 5, []), ("greedy", 1, []),
+                              ("beam5_int8", 5, ["--int8"]), ("greedy_int8", 1, ["--int8"])):
         hyp = out / f"test.{name}.de"
         timing = run([*NMT, "translate", "-m", str(model), "-i", str(source), "-o", str(hyp),
-                      "--beam", str(beam), "--batch-size", "64", "--threads", str(args.threads)])
+                      "--beam", str(beam), "--batch-size", "64", "--threads", str(args.threads),
+                      *extra])
         timing["sentences_per_s"] = round(lines / timing["wall_s"], 1)
         result[name] = {**timing, **score(hyp, ref)}
     result["help_s"] = run([*NMT, "--help"])["wall_s"]
@@ -148,6 +150,10 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
             ("beam 5 BLEU", ours["beam5"]["bleu"], ("beam5", "bleu")),
             ("greedy sentences/s", ours["greedy"]["sentences_per_s"], ("greedy", "sentences_per_s")),
             ("greedy BLEU", ours["greedy"]["bleu"], ("greedy", "bleu")),
+            ("beam 5 --int8 sentences/s", ours["beam5_int8"]["sentences_per_s"], ("beam5", "sentences_per_s")),
+            ("beam 5 --int8 BLEU", ours["beam5_int8"]["bleu"], ("beam5", "bleu")),
+            ("greedy --int8 sentences/s", ours["greedy_int8"]["sentences_per_s"], ("greedy", "sentences_per_s")),
+            ("greedy --int8 BLEU", ours["greedy_int8"]["bleu"], ("greedy", "bleu")),
             ("nmt --help s", ours["help_s"], None),
             ("translate start-up to first line s", ours["first_line_s"], None)]
     header = f"{'':38}{'nmt':>10}"
