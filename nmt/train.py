@@ -88,6 +88,8 @@ class Trainer:
             train_cfg.task_temperature, train_cfg.seed,
         )
         self.step = 0
+        # Wall seconds since the run began, across resumes: time-to-quality curves.
+        self.clock = (0.0, time.perf_counter())
         self.best: float | None = None
         self.bad_validations = 0
         self.log = runlog.MetricsLog(self.run_dir / runlog.METRICS, enabled=self.dist.main)
@@ -152,6 +154,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "step": self.step,
+            "elapsed_s": self.elapsed(),
             "best": self.best,
             "bad_validations": self.bad_validations,
         }
@@ -171,8 +174,13 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = state["step"]
+        self.clock = (state.get("elapsed_s", 0.0), time.perf_counter())
         self.best = state["best"]
         self.bad_validations = state["bad_validations"]
+
+    def elapsed(self) -> float:
+        before, since = self.clock
+        return round(before + time.perf_counter() - since, 3)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -256,7 +264,7 @@ class Trainer:
         tokens = max(window["tokens"], 1)
         loss = float(window["loss"]) / tokens
         elapsed = time.perf_counter() - window["time"]
-        record = {"kind": "train", "step": self.step,
+        record = {"kind": "train", "step": self.step, "elapsed_s": self.elapsed(),
                   "epoch": min(s.epoch for s in self.samplers.values()),
                   "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": self.schedule.lr,
                   "tokens_per_s": window["tokens"] / elapsed, "sents_per_s": window["sents"] / elapsed}
@@ -322,7 +330,8 @@ class Trainer:
             else:
                 self.bad_validations += 1
             self.schedule.observe(score, higher)
-            record = {"kind": "valid", "step": self.step, "score": score, "best": improved,
+            record = {"kind": "valid", "step": self.step, "elapsed_s": self.elapsed(),
+                      "score": score, "best": improved,
                       "lr": self.schedule.lr, **{t: r for t, r in results.items()}}
             self.log.write(record)
             self.report(record)

@@ -98,10 +98,12 @@ def test_sigkill_and_resume_gives_same_weights(reversal_bundle, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    steps = [
-        r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if r["kind"] == "train"
-    ]
+    records = [r for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if r["kind"] == "train"]
+    steps = [r["step"] for r in records]
     assert steps == sorted(set(steps))  # the log was not doubled by the resume
+    # The wall clock carries over the resume: time-to-quality curves stay monotonic.
+    elapsed = [r["elapsed_s"] for r in records]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
 
 
 def test_resume_extends_a_finished_run(reversal_bundle, tmp_path):
