@@ -52,19 +52,19 @@ class DecoderState:
         )
 
 
-# Cells: x_gates (N, G) is the input side of the pre-activation, bias included; the recurrent
-# multiply happens here. Each returns (h, c); c is None except for the LSTM.
-Cell = Callable[
-    [Tensor, Tensor, Tensor | None, Tensor, Tensor | None], tuple[Tensor, Tensor | None]
-]
+# Cells: x_gates (N, G) is the input side of the pre-activation, bias included, h_gates (N, G)
+# the recurrent side W_hh h (+ b_hh for the GRU). The multiplies are the caller's, as module
+# calls, so that int8 translation (quantize.py) can swap them. Each returns (h, c); c is None
+# except for the LSTM.
+Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
 
 def lstm_cell(
-    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """Gates ordered i, f, o, g so that one sigmoid covers three of them and one tanh the last."""
     size = h.size(1)
-    gates = torch.addmm(x_gates, h, w_hh.t())  # (N, 4H)
+    gates = x_gates + h_gates  # (N, 4H)
     ifo = torch.sigmoid(gates[:, : 3 * size])  # (N, 3H)
     g = torch.tanh(gates[:, 3 * size :])  # (N, H)
     i, f, o = ifo.chunk(3, dim=1)  # 3 x (N, H)
@@ -73,11 +73,10 @@ def lstm_cell(
 
 
 def gru_cell(
-    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
 ) -> tuple[Tensor, None]:
     """Gates r, z, n as in torch.nn.GRU: n = tanh(x_n + r * (W_hn h + b_hn))."""
     size = h.size(1)
-    h_gates = torch.addmm(b_hh, h, w_hh.t())  # (N, 3H)
     rz = torch.sigmoid(x_gates[:, : 2 * size] + h_gates[:, : 2 * size])  # (N, 2H)
     r, z = rz.chunk(2, dim=1)  # 2 x (N, H)
     n = torch.tanh(torch.addcmul(x_gates[:, 2 * size :], r, h_gates[:, 2 * size :]))  # (N, H)
@@ -85,10 +84,10 @@ def gru_cell(
 
 
 def rnn_cell(
-    x_gates: Tensor, h: Tensor, c: Tensor | None, w_hh: Tensor, b_hh: Tensor | None
+    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
 ) -> tuple[Tensor, None]:
     """Elman: h = tanh(x_gates + W_hh h)."""
-    return torch.tanh(torch.addmm(x_gates, h, w_hh.t())), None
+    return torch.tanh(x_gates + h_gates), None
 
 
 CELLS: dict[str, Cell] = {"lstm": lstm_cell, "gru": gru_cell, "rnn": rnn_cell}
@@ -204,11 +203,11 @@ class Decoder(nn.Module):
         x = feed
         for layer, rec in enumerate(self.recurrent):
             if layer == 0:
-                gates = torch.addmm(x_gates, x, self.feed_proj.weight.t())  # (N, G)
+                gates = x_gates + self.feed_proj(x)  # (N, G)
             else:
                 gates = self.input_proj[layer - 1](self.dropout(x))  # (N, G)
             cell_state = None if c is None else c[layer]
-            x, cell_state = self._cell(gates, h[layer], cell_state, rec.weight, rec.bias)  # (N, H)
+            x, cell_state = self._cell(gates, rec(h[layer]), h[layer], cell_state)  # (N, H)
             new_h.append(x)
             new_c.append(cell_state)
         context, attn = self.attention(x, keys, enc.states, enc.mask)  # (N, H_enc), (N, S)

@@ -98,23 +98,19 @@ def test_cells_match_torch():
     with torch.no_grad():
         lstm = nn.LSTMCell(3, 5)
         w_ih, w_hh, b_ih, b_hh = _torch_weights(lstm, [0, 1, 3, 2])  # torch i,f,g,o -> i,f,o,g
-        ours = lstm_cell(torch.addmm(b_ih + b_hh, x, w_ih.t()), h, c, w_hh, None)
+        ours = lstm_cell(torch.addmm(b_ih + b_hh, x, w_ih.t()), h @ w_hh.t(), h, c)
         expected = lstm(x, (h, c))
         assert torch.allclose(ours[0], expected[0], atol=1e-6)
         assert torch.allclose(ours[1], expected[1], atol=1e-6)
 
         gru = nn.GRUCell(3, 5)
         w_ih, w_hh, b_ih, b_hh = _torch_weights(gru, [0, 1, 2])
-        ours, _ = gru_cell(torch.addmm(b_ih, x, w_ih.t()), h, None, w_hh, b_hh)
+        ours, _ = gru_cell(torch.addmm(b_ih, x, w_ih.t()), torch.addmm(b_hh, h, w_hh.t()), h, None)
         assert torch.allclose(ours, gru(x, h), atol=1e-6)
 
         rnn = nn.RNNCell(3, 5)
         ours, _ = rnn_cell(
-            torch.addmm(rnn.bias_ih + rnn.bias_hh, x, rnn.weight_ih.t()),
-            h,
-            None,
-            rnn.weight_hh,
-            None,
+            torch.addmm(rnn.bias_ih + rnn.bias_hh, x, rnn.weight_ih.t()), h @ rnn.weight_hh.t(), h, None
         )
         assert torch.allclose(ours, rnn(x, h), atol=1e-6)
 

@@ -16,12 +16,14 @@ def pair(reversal_run):
             load_translator(reversal_run, torch.device("cpu"), int8=True))
 
 
-def test_the_per_step_multiplies_are_int8_and_the_recurrence_is_not(pair):
+def test_the_decoder_multiplies_are_int8_and_the_encoder_is_not(pair):
     plain, int8 = pair
     decoder = int8.model.decoders["rev"]
-    for module in (decoder.out_proj, decoder.combine, decoder.emb_proj, decoder.attention.query_proj):
+    linears = [decoder.out_proj, decoder.combine, decoder.emb_proj, decoder.feed_proj,
+               *decoder.recurrent, decoder.attention.query_proj, decoder.bridge_h]
+    for module in linears:
         assert type(module).__module__.startswith("torch.ao.nn.quantized.dynamic")
-    assert isinstance(decoder.feed_proj.weight, torch.nn.Parameter)
+    assert int8.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
     assert type(plain.model.decoders["rev"].out_proj) is torch.nn.Linear  # fp32 model untouched
 
 
