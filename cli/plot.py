@@ -13,6 +13,7 @@ from nmt_cli import console
 def plot(
     run: Annotated[Path, typer.Argument(help="Run directory (reads its metrics.jsonl).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("curves.png"),
+    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step, or time (wall minutes).")] = "step",
 ) -> None:
     """Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt[plot]')."""
     from nmt.errors import DataError
@@ -22,5 +23,5 @@ def plot(
     with console.cli_errors():
         if not (run / METRICS).is_file():
             raise DataError("no metrics.jsonl here (not a run directory?)", run)
-        learning_curves(read_metrics(run / METRICS), out)
+        learning_curves(read_metrics(run / METRICS), out, x)
         console.info(f"curves -> {out}")

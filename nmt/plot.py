@@ -33,20 +33,27 @@ def attention_heatmap(weights: Any, src: list[str], tgt: list[str], path: Path) 
     plt.close(fig)
 
 
-def learning_curves(records: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and validation BLEU against the update step, to a PNG."""
+def learning_curves(records: list[dict[str, Any]], path: Path, x: str = "step") -> None:
+    """Training loss and validation BLEU against the update step or the wall clock ("time",
+    minutes since the run began: time-to-quality comparisons), to a PNG."""
+    if x not in ("step", "time"):
+        raise ConfigError(f"x axis must be step or time, got {x!r}")
+    if x == "time" and any("elapsed_s" not in r for r in records if r.get("kind") in ("train", "valid")):
+        raise ConfigError("this run's metrics have no elapsed_s (written by older versions): use step")
     plt = _pyplot()
+    at = (lambda r: r["step"]) if x == "step" else (lambda r: r["elapsed_s"] / 60)
+    label = "step" if x == "step" else "wall time (minutes)"
     train = [r for r in records if r.get("kind") == "train"]
     valid = [r for r in records if r.get("kind") == "valid"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot([r["step"] for r in train], [r["loss"] for r in train])
-    left.set_xlabel("step")
+    left.plot([at(r) for r in train], [r["loss"] for r in train])
+    left.set_xlabel(label)
     left.set_ylabel("training loss (per token)")
     tasks = sorted({k for r in valid for k, v in r.items() if isinstance(v, dict)})
     for task in tasks:
-        points = [(r["step"], r[task]["bleu"]) for r in valid if task in r]
+        points = [(at(r), r[task]["bleu"]) for r in valid if task in r]
         right.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=task)
-    right.set_xlabel("step")
+    right.set_xlabel(label)
     right.set_ylabel("validation BLEU")
     if tasks:
         right.legend()

@@ -166,6 +166,12 @@ def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
     done = runner.invoke(app, ["plot", str(reversal_run), "-o", str(curves)])
     assert done.exit_code == 0, done.stderr
     assert curves.read_bytes()[:4] == b"\x89PNG"
+    timed = tmp_path / "time.png"
+    done = runner.invoke(app, ["plot", str(reversal_run), "-o", str(timed), "--x", "time"])
+    assert done.exit_code == 0, done.stderr
+    assert timed.read_bytes()[:4] == b"\x89PNG" and timed.read_bytes() != curves.read_bytes()
+    done = runner.invoke(app, ["plot", str(reversal_run), "-o", str(timed), "--x", "epoch"])
+    assert done.exit_code == 3 and "step or time" in done.stderr
 
 
 def test_translate_answers_each_line_of_an_open_pipe(reversal_run):
