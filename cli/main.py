@@ -53,7 +53,6 @@ for command in (preprocess, train, translate, evaluate, average, plot):
     app.command()(command)
 
 
-
 def run() -> None:
     """The `nmt` entry point: run the command, flush, and leave without tearing torch down.
 

@@ -180,7 +180,7 @@ def find_checkpoint(path: Path) -> Path:
 def load_translator(path: Path, device: torch.device, int8: bool = False) -> Translator:
     """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it).
 
-    `int8` quantizes the decoders' per-step multiplies (CPU only; see quantize.py).
+    `int8` runs the decoders' multiplies in dynamic int8 (CPU only; see quantize.py).
     """
     from nmt.bundle import open_bundle
     from nmt.config import resolve
