@@ -186,6 +186,8 @@ def load_translator(path: Path, device: torch.device, int8: bool = False) -> Tra
     from nmt.config import resolve
     from nmt.model import build_model
 
+    if int8 and device.type != "cpu":
+        raise ConfigError("--int8 is for translation on the CPU")
     state = checkpoint.load(find_checkpoint(path), mmap=True)
     model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
     with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:
@@ -205,8 +207,6 @@ def load_translator(path: Path, device: torch.device, int8: bool = False) -> Tra
                               assign=True)
         model = model.to(device).eval()
         if int8:
-            if device.type != "cpu":
-                raise ConfigError("--int8 is for translation on the CPU")
             from nmt.quantize import quantize_decoders
 
             quantize_decoders(model)

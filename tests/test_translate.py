@@ -7,6 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nmt.data import pad_sequences
 from nmt.errors import ConfigError
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
@@ -42,9 +43,7 @@ def test_beam_one_equals_greedy_on_the_trained_model(translator):
 
     batch = [translator.prepare(line)[1] for line in SENTENCES if line.strip()]
     lengths = torch.tensor([len(ids) for ids in batch])
-    src = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
-    for row, ids in enumerate(batch):
-        src[row, : len(ids)] = torch.tensor(ids)
+    src = pad_sequences(batch)
     model = translator.model.eval()
     with torch.inference_mode():
         enc = model.encode(src, lengths)

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,16 +76,20 @@ def steady_tokens_per_s(metrics: Path, warmup: int) -> float:
     return round(statistics.median(rates), 1)
 
 
+def preprocess_multi30k(data: Path, bundle: Path) -> dict[str, float]:
+    """The reference bundle: Multi30k en-de, joint sentencepiece 8k, per-side vocabularies."""
+    return run([*NMT, "-q", "preprocess", "--src", "en", "--tgt", "de", "--train", f"{data}/train",
+                "--valid", f"{data}/val", "--test", f"{data}/test_2016_flickr",
+                "--tokenizer", "subword", "--vocab-size", "8000", "--separate-vocab",
+                "--out", str(bundle), "--force"])
+
+
 def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     out, data = args.out, args.data
     bundle, model = out / "bundle", out / "model"
     result: dict[str, Any] = {}
-    result["preprocess"] = run([*NMT, "-q", "preprocess", "--src", "en", "--tgt", "de",
-                                "--train", f"{data}/train", "--valid", f"{data}/val",
-                                "--test", f"{data}/test_2016_flickr", "--tokenizer", "subword",
-                                "--vocab-size", "8000", "--separate-vocab", "--out", str(bundle),
-                                "--force"])
-    subprocess.run(["rm", "-rf", str(model)], check=True)
+    result["preprocess"] = preprocess_multi30k(data, bundle)
+    shutil.rmtree(model, ignore_errors=True)
     train = run([*NMT, "-q", "train", "--data", str(bundle), "--out", str(model), "--config",
                  str(args.config), "--max-steps", str(args.steps), "--max-epochs", "0",
                  "--valid-every", str(args.steps), "--log-every", "25", "--batch-size", "64",

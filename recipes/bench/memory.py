@@ -21,16 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-from bench import NMT, ROOT, run
+from bench import NMT, ROOT, preprocess_multi30k, run
 
 
 def small_model(data: Path, out: Path) -> Path:
-    """Preprocess Multi30k en-de and train a small model for a few hundred updates."""
+    """Preprocess Multi30k en-de and train a small model for 1,000 updates."""
     bundle, model = out / "bundle", out / "small-model"
     if not (bundle / "manifest.json").is_file():
-        run([*NMT, "-q", "preprocess", "--src", "en", "--tgt", "de", "--train", f"{data}/train",
-             "--valid", f"{data}/val", "--tokenizer", "subword", "--vocab-size", "8000",
-             "--out", str(bundle), "--force"])
+        preprocess_multi30k(data, bundle)
     if not (model / "best.pt").is_file():
         # Enough updates to learn to stop: an untrained model repeats a word up to the length
         # limit, which makes the run ten times slower without telling anything about memory.
