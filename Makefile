@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench bench-memory clean
+.PHONY: setup test lint format demo bench bench-memory bench-bleu clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,9 @@ bench: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(BIN)/python recipes/bench/memory.py $(MEMORY_ARGS)
+
+bench-bleu: $(STAMP)
+	$(BIN)/python recipes/bench/time_to_bleu.py $(if $(PEERS),--peers $(PEERS)) $(BLEU_ARGS)
 
 clean:
 	rm -rf $(VENV) runs out bench-out

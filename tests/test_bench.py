@@ -6,15 +6,18 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes" / "bench"))
 
 import bench  # noqa: E402
+import time_to_bleu  # noqa: E402
 
 
-def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
+def tiny_multi30k(multi30k: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A few hundred lines of Multi30k en-de in its own layout, and a tiny model config."""
     data = tmp_path / "data"
     data.mkdir()
     sizes = {"train": 300, "val": 20, "test_2016_flickr": 12}
@@ -25,6 +28,11 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
                 dst.writelines(line for _, line in zip(range(n), src))
     config = tmp_path / "tiny.toml"
     config.write_text("emb-size = 16\nhidden-size = 32\ndropout = 0.0\n")
+    return data, config
+
+
+def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
+    data, config = tiny_multi30k(multi30k, tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "bench.py"),
                            "--data", str(data), "--out", str(out), "--steps", "50", "--warmup", "25",
@@ -47,12 +55,15 @@ def test_peer_output_is_parsed():
         "380 420 430 410",
         "OpenNMT-py (source/target tokens/s, every 50 steps):",
         "650/ 700 tok/s 690/ 720 tok/s 700/ 740 tok/s",
+        "/w/peers/joey/train.log:\tMaximum resident set size (kbytes): 1638400",
+        "/w/peers/onmt/train.log:\tMaximum resident set size (kbytes): 3276800",
         "joey beam 5: 1:36.50 s wall, 700000 KB peak, lines 1000, BLEU 12.1, BLEU-lc 12.9",
         "onmt beam 1: 13.70 s wall, 500000 KB peak, lines 1000, BLEU 11.0, BLEU-lc 11.5",
     ])
     peers = bench.parse_peers(text)
     assert peers["joey"]["tokens_per_s"] == 420
     assert peers["onmt"]["tokens_per_s"] == 730
+    assert peers["joey"]["train_peak_rss_mb"] == 1600 and peers["onmt"]["train_peak_rss_mb"] == 3200
     assert peers["joey"]["beam5"]["wall_s"] == 96.5 and peers["joey"]["beam5"]["bleu"] == 12.1
     assert peers["onmt"]["greedy"]["sentences_per_s"] == 73.0
 
@@ -72,3 +83,42 @@ def test_memory_script_reports_each_size(reversal_run, tmp_path):
     assert [r["lines"] for r in results] == [10, 50]
     assert results[0]["ratio_to_smallest"] == 1.0 and results[1]["peak_rss_mb"] > 0
     assert len((out / "output-50.de").read_text().splitlines()) == 50
+
+
+def run_time_to_bleu(data: Path, config: Path, out: Path, *extra: str) -> dict:
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "time_to_bleu.py"),
+                           "--data", str(data), "--out", str(out), "--config", str(config),
+                           "--every", "10", "--threads", "1", *extra],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "minutes to BLEU" in done.stdout
+    return json.loads((out / "time_to_bleu.json").read_text())
+
+
+def test_time_to_bleu_stops_at_the_target(multi30k, tmp_path):
+    data, config = tiny_multi30k(multi30k, tmp_path)
+    ours = run_time_to_bleu(data, config, tmp_path / "out", "--target", "0")["nmt"]
+    assert [p["step"] for p in ours["curve"]] == [10]
+    assert ours["minutes_to_target"] == ours["curve"][0]["minutes"] > 0
+
+
+def test_time_to_bleu_stops_at_the_time_limit(multi30k, tmp_path):
+    data, config = tiny_multi30k(multi30k, tmp_path)
+    endless = tmp_path / "endless.toml"
+    endless.write_text(config.read_text() + "patience = 0\nmax-epochs = 0\n")
+    started = time.perf_counter()
+    report = run_time_to_bleu(data, endless, tmp_path / "out", "--target", "101",
+                              "--minutes", "0.2")
+    ours = report["nmt"]
+    assert 12 <= time.perf_counter() - started < 60
+    assert ours["minutes_to_target"] is None
+    assert all(p["bleu"] < 101 for p in ours["curve"])
+
+
+def test_onmt_config_saves_every_checkpoint(tmp_path):
+    text = time_to_bleu.onmt_config(tmp_path / "run", tmp_path / "peers", 250)
+    for placeholder in ("PEERS/", "UPDATES", "VALFREQ", "SAVESTEPS", "MODELDIR"):
+        assert placeholder not in text
+    assert "keep_checkpoint: -1" in text and "save_checkpoint_steps: 250" in text
+    assert f"src_vocab: {tmp_path}/run/vocab.en" in text
+    assert f"path_src: {tmp_path}/peers/data/pieces/train.en" in text

@@ -125,8 +125,8 @@ def bench_peers(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_peers(text: str) -> dict[str, Any]:
-    """Figures from peers.sh's output: steady training tokens/s (intervals after the first),
-    translation wall time and BLEU per peer and beam."""
+    """Figures from peers.sh's output: steady training tokens/s (intervals after the first) and
+    peak RSS, translation wall time and BLEU per peer and beam."""
     lines = text.splitlines()
     peers: dict[str, Any] = {"joey": {}, "onmt": {}}
     for i, line in enumerate(lines):
@@ -136,6 +136,10 @@ def parse_peers(text: str) -> dict[str, Any]:
         if line.startswith("OpenNMT-py (source/target tokens/s") and i + 1 < len(lines):
             rates = [float(t) for t in re.findall(r"\d+/\s*(\d+) tok/s", lines[i + 1])]
             peers["onmt"]["tokens_per_s"] = statistics.median(rates[1:] or rates)
+        peak = re.search(r"/(joey|onmt)/train\.log:\s*Maximum resident set size \(kbytes\): (\d+)",
+                         line)
+        if peak:
+            peers[peak.group(1)]["train_peak_rss_mb"] = round(int(peak.group(2)) / 1024, 1)
         match = re.match(r"(joey|onmt) beam (\d): ([\d:.]+) s wall, (\d+) KB peak, lines (\d+), "
                          r"BLEU ([\d.]+)", line)
         if match:
@@ -149,9 +153,9 @@ def parse_peers(text: str) -> dict[str, Any]:
 
 def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
     rows = [("training target tokens/s", ours["train"]["tokens_per_s"], ("tokens_per_s",)),
-            ("training peak RSS MB", ours["train"]["peak_rss_mb"], None),
+            ("training peak RSS MB", ours["train"]["peak_rss_mb"], ("train_peak_rss_mb",)),
             ("beam 5 sentences/s", ours["beam5"]["sentences_per_s"], ("beam5", "sentences_per_s")),
-            ("beam 5 peak RSS MB", ours["beam5"]["peak_rss_mb"], None),
+            ("beam 5 peak RSS MB", ours["beam5"]["peak_rss_mb"], ("beam5", "peak_rss_mb")),
             ("beam 5 BLEU", ours["beam5"]["bleu"], ("beam5", "bleu")),
             ("greedy sentences/s", ours["greedy"]["sentences_per_s"], ("greedy", "sentences_per_s")),
             ("greedy BLEU", ours["greedy"]["bleu"], ("greedy", "bleu")),
