@@ -50,8 +50,10 @@ def train_ours(args: argparse.Namespace, bundle: Path) -> list[dict[str, Any]]:
     cmd = [*NMT, "-q", "train", "--data", str(bundle), "--out", str(model), "--config",
            str(args.config), "--valid-every", str(args.every), "--keep-last", "1",
            "--threads", str(args.threads)]
+    log = args.out / "nmt-train.log"  # a file, not a pipe: nobody reads it while training runs
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "wb") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors)
     curve: list[dict[str, Any]] = []
     seen = 0
     while True:
@@ -62,7 +64,7 @@ def train_ours(args: argparse.Namespace, bundle: Path) -> list[dict[str, Any]]:
                   for r in records if r["kind"] == "valid"]
         if finished:
             if proc.returncode != 0:
-                sys.exit(f"bench-bleu: training failed:\n{proc.stderr.read().decode()}")
+                sys.exit(f"bench-bleu: training failed:\n{log.read_text(errors='replace')}")
             return curve
         if (curve and curve[-1]["bleu"] >= args.target) or now >= args.minutes:
             proc.terminate()
@@ -115,15 +117,16 @@ def train_onmt(args: argparse.Namespace, minutes: float) -> list[dict[str, Any]]
     pieces_model = sentencepiece.SentencePieceProcessor(model_file=str(pieces / "spm.ende.model"))
     with gzip.open(args.data / "val.de.gz", "rt", encoding="utf-8") as handle:
         refs = handle.read().splitlines()
-    checkpoints = sorted(run_dir.glob("model_step_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+    checkpoints = sorted((int(p.stem.removeprefix("model_step_")), p)
+                         for p in run_dir.glob("model_step_*.pt"))
     curve = []
-    for ckpt in checkpoints:
+    for step, ckpt in checkpoints:
         bleu = onmt_val_bleu(venv, ckpt, pieces / "val.en", pieces_model, refs, env)
         if bleu is None:  # the checkpoint being written when training was stopped
             print(f"bench-bleu: skipped {ckpt.name}: it does not load", file=sys.stderr)
             continue
         curve.append({"minutes": round((ckpt.stat().st_mtime - launched) / 60, 2),
-                      "step": int(ckpt.stem.split("_")[-1]), "bleu": round(bleu, 2)})
+                      "step": step, "bleu": round(bleu, 2)})
     return curve
 
 
