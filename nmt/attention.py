@@ -6,12 +6,24 @@
 
 W_h h_j (the keys) does not depend on t: `project_keys` computes it once per sentence and the
 decoder keeps it in its state, so each step costs one (N, H) x (H, A) multiply for the query.
+
+Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
+spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
+(N, S, A) / (N, S, H) gradients of the keys and values at every step. Here the keys' gradient is
+summed in place with v factored out (v is the same at every step), and the values' and v's
+gradients are taken once for all steps, as steplinear.py does for the decoder's Linear layers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+
+# projected query (N, A) -> context (N, H), weights (N, S)
+Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 class AdditiveAttention(nn.Module):
@@ -50,3 +62,100 @@ class AdditiveAttention(nn.Module):
         weights = torch.softmax(scores, dim=-1)  # (N, S)
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
         return context, weights
+
+    def loop(self, keys: Tensor, values: Tensor, mask: Tensor) -> Attend:
+        """`attend` over fixed keys / values / mask for every step of one decoder pass.
+
+        When gradients are needed, the steps use the hand-written backward (module docstring).
+        """
+        if not torch.is_grad_enabled():
+            return lambda query: self.attend(query, keys, values, mask)
+        records = _Records()
+        keys, values, energy = _Tap.apply(keys, values, self.energy.weight[0], records)
+        return lambda query: _Step.apply(query, keys, values, energy, mask, records)
+
+
+class _Records:
+    """One forward pass of the loop: the per-step tensors the taps' backward gathers."""
+
+    def __init__(self) -> None:
+        self.weights: list[Tensor] = []  # per step (N, S)
+        self.context_grads: list[Tensor | None] = []  # per step (N, H), filled in backward
+        # Sums over the steps, made on the first backward step: dkeys / v and dv.
+        self.keys_grad: Tensor | None = None  # (N, S, A)
+        self.energy_grad: Tensor | None = None  # (A,)
+
+
+class _Tap(torch.autograd.Function):
+    """keys, values, v -> the same tensors for the steps; backward: their summed gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, keys: Tensor, values: Tensor, energy: Tensor,
+                records: _Records) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.records = records
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(energy)
+        cast = energy.to(keys.dtype) if energy.dtype != keys.dtype else energy.view_as(energy)
+        return keys.view_as(keys), values.view_as(values), cast
+
+    @staticmethod
+    def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
+        (energy,) = ctx.saved_tensors
+        rec = ctx.records
+        steps = [(w, g) for w, g in zip(rec.weights, rec.context_grads, strict=True)
+                 if g is not None]
+        if not steps:
+            return None, None, None, None
+        # dvalues = sum_t a_t^T dcontext_t: one (S, T) x (T, H) product per sentence.
+        weights = torch.stack([w for w, _ in steps], dim=2)  # (N, S, T)
+        grads = torch.stack([g for _, g in steps], dim=1)  # (N, T, H)
+        grad_values = torch.bmm(weights.to(grads.dtype), grads)  # (N, S, H)
+        grad_keys = rec.keys_grad * energy.to(rec.keys_grad.dtype)  # (N, S, A)
+        grad_energy = rec.energy_grad
+        rec.weights, rec.context_grads, rec.keys_grad, rec.energy_grad = [], [], None, None
+        return grad_keys, grad_values, grad_energy, None
+
+
+class _Step(torch.autograd.Function):
+    """One step of `AdditiveAttention.attend`; backward gives the query's gradient and records
+    the rest for the tap."""
+
+    @staticmethod
+    def forward(ctx: Any, query: Tensor, keys: Tensor, values: Tensor, energy: Tensor,
+                mask: Tensor, records: _Records) -> tuple[Tensor, Tensor]:
+        hidden = torch.add(keys, query.to(keys.dtype).unsqueeze(1)).tanh_()  # (N, S, A)
+        scores = (hidden @ energy).float()  # (N, S)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)  # (N, S)
+        context = torch.bmm(weights.to(values.dtype).unsqueeze(1), values).squeeze(1)  # (N, H)
+        ctx.records, ctx.index = records, len(records.weights)
+        records.weights.append(weights)
+        records.context_grads.append(None)
+        ctx.save_for_backward(hidden, weights, values, energy)
+        return context, weights
+
+    @staticmethod
+    def backward(ctx: Any, grad_context: Tensor | None,
+                 grad_weights: Tensor | None) -> tuple[Tensor | None, ...]:
+        hidden, weights, values, energy = ctx.saved_tensors
+        rec = ctx.records
+        grad_a = torch.zeros_like(weights)  # (N, S)
+        if grad_context is not None:
+            rec.context_grads[ctx.index] = grad_context
+            grad_a = torch.bmm(values, grad_context.to(values.dtype).unsqueeze(2)).squeeze(2)
+            grad_a = grad_a.float()
+        if grad_weights is not None:
+            grad_a = grad_a + grad_weights
+        # Softmax backward; padding has weight 0, so its score gradient is 0 too.
+        grad_scores = weights * (grad_a - (weights * grad_a).sum(1, keepdim=True))  # (N, S)
+        grad_scores = grad_scores.to(hidden.dtype)
+        # d(pre-tanh) = grad_scores (x) v * (1 - hidden^2); v is factored out until the tap.
+        grad_pre = torch.ops.aten.tanh_backward(grad_scores.unsqueeze(2).expand_as(hidden), hidden)
+        grad_query = grad_pre.sum(1) * energy  # (N, A)
+        grad_energy = grad_scores.view(1, -1).mm(hidden.flatten(0, 1)).squeeze(0)  # (A,)
+        if rec.keys_grad is None:
+            rec.keys_grad, rec.energy_grad = grad_pre, grad_energy  # fresh tensors: sum in place
+        else:
+            rec.keys_grad.add_(grad_pre)
+            rec.energy_grad.add_(grad_energy)
+        return grad_query, None, None, None, None, None

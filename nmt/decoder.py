@@ -9,7 +9,8 @@ Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
 first layer's input multiply for all steps at once, the attention keys once per sentence, the
-output layer and loss once after the loop (loss.py). Inside, each layer is two multiplies (input,
+output layer and loss once after the loop (loss.py), and the weight gradients of the multiplies
+inside it once over all steps (steplinear.py). Inside, each layer is two multiplies (input,
 recurrent) and hand-written pointwise cell math; `forward` and `step` share that one function,
 `_advance`.
 """
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nmt.attention import AdditiveAttention
+from nmt.attention import AdditiveAttention, Attend
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
+from nmt.steplinear import step_linear
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks of H in a layer's pre-activation
 
@@ -92,6 +94,20 @@ def rnn_cell(
 
 CELLS: dict[str, Cell] = {"lstm": lstm_cell, "gru": gru_cell, "rnn": rnn_cell}
 
+Linear = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class StepOps:
+    """What a decoder step calls, prepared once per pass: in training, the loop forms that take
+    the weight gradients once over all steps (steplinear.py, AdditiveAttention.loop)."""
+
+    inputs: list[Linear]  # layer 0: W_feed a_{t-1}; layer l > 0: its input multiply
+    recurrent: list[Linear]  # per layer: W_hh h
+    query: Linear  # attention W_s
+    attend: Attend  # projected query -> context, attention weights
+    combine: Linear  # W_c
+
 
 class Decoder(nn.Module):
     """Attentional recurrent decoder for one target side (task)."""
@@ -156,9 +172,10 @@ class Decoder(nn.Module):
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed
+        ops = self._ops(state, enc)
         outputs, weights = [], []
         for x_gates in emb_gates.unbind(0):
-            feed, h, c, attn = self._advance(x_gates, feed, h, c, state.keys, enc)
+            feed, h, c, attn = self._advance(x_gates, feed, h, c, ops)
             outputs.append(feed)
             weights.append(attn)
         return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)  # (B, T, H), (B, T, S)
@@ -178,12 +195,21 @@ class Decoder(nn.Module):
         x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
         c = None if state.c is None else list(state.c.unbind(0))
         feed, h, c, attn = self._advance(
-            x_gates, state.feed, list(state.h.unbind(0)), c, state.keys, enc
+            x_gates, state.feed, list(state.h.unbind(0)), c, self._ops(state, enc)
         )
         new_state = DecoderState(
             torch.stack(h), None if c is None else torch.stack(c), feed, state.keys
         )
         return self.output(feed), new_state, attn
+
+    def _ops(self, state: DecoderState, enc: EncoderOutput) -> StepOps:
+        return StepOps(
+            [step_linear(m) for m in (self.feed_proj, *self.input_proj)],
+            [step_linear(m) for m in self.recurrent],
+            step_linear(self.attention.query_proj),
+            self.attention.loop(state.keys, enc.states, enc.mask),
+            step_linear(self.combine),
+        )
 
     def _advance(
         self,
@@ -191,8 +217,7 @@ class Decoder(nn.Module):
         feed: Tensor,
         h: list[Tensor],
         c: list[Tensor] | None,
-        keys: Tensor,
-        enc: EncoderOutput,
+        ops: StepOps,
     ) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
         """The body of one decoder step, shared by `forward` and `step`.
 
@@ -201,15 +226,15 @@ class Decoder(nn.Module):
         """
         new_h, new_c = [], []
         x = feed
-        for layer, rec in enumerate(self.recurrent):
+        for layer, rec in enumerate(ops.recurrent):
             if layer == 0:
-                gates = x_gates + self.feed_proj(x)  # (N, G)
+                gates = x_gates + ops.inputs[0](x)  # (N, G)
             else:
-                gates = self.input_proj[layer - 1](self.dropout(x))  # (N, G)
+                gates = ops.inputs[layer](self.dropout(x))  # (N, G)
             cell_state = None if c is None else c[layer]
             x, cell_state = self._cell(gates, rec(h[layer]), h[layer], cell_state)  # (N, H)
             new_h.append(x)
             new_c.append(cell_state)
-        context, attn = self.attention(x, keys, enc.states, enc.mask)  # (N, H_enc), (N, S)
-        hidden = torch.tanh(self.combine(torch.cat([x, context], dim=1)))  # (N, H)
+        context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
+        hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
         return self.dropout(hidden), new_h, None if c is None else new_c, attn

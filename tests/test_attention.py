@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from nmt.attention import AdditiveAttention
@@ -53,3 +54,35 @@ def test_shapes_and_gradients():
     context.sum().backward()
     assert query.grad.abs().sum() > 0
     assert values.grad[~mask].abs().sum() == 0
+
+
+@pytest.mark.parametrize("use_weights", [False, True])
+def test_loop_form_equals_attend_with_gradients(use_weights):
+    """The training form (hand-written backward, gradients summed over steps) = plain autograd."""
+    attention, _, values, mask = setup()
+    values.requires_grad_(True)
+    queries = torch.randn(4, 3, 4, requires_grad=True)  # 4 steps
+    params = [values, queries, *attention.parameters()]
+
+    def total(loop: bool) -> torch.Tensor:
+        keys = attention.project_keys(values)
+        if loop:
+            attend = attention.loop(keys, values, mask)
+        else:
+            attend = lambda q: attention.attend(q, keys, values, mask)  # noqa: E731
+        loss = torch.zeros(())
+        for t, query in enumerate(queries):
+            context, weights = attend(attention.query_proj(query))
+            loss = loss + (context * (t + 1)).sin().sum()
+            if use_weights:
+                loss = loss + (weights * torch.arange(7.0)).sum()
+        return loss
+
+    plain = total(loop=False)
+    want = torch.autograd.grad(plain, params)
+    looped = total(loop=True)
+    got = torch.autograd.grad(looped, params)
+    assert torch.allclose(looped, plain, atol=1e-6)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-5), (g - w).abs().max()
+    assert got[0][~mask].abs().sum() == 0  # padding gets no gradient

