@@ -76,18 +76,25 @@ class AdditiveAttention(nn.Module):
 
 
 class _Records:
-    """One forward pass of the loop: the per-step tensors the taps' backward gathers."""
+    """One forward pass of the loop: what the steps share and what the tap's backward gathers."""
 
     def __init__(self) -> None:
         self.weights: list[Tensor] = []  # per step (N, S)
         self.context_grads: list[Tensor | None] = []  # per step (N, H), filled in backward
+        self.scratch: Tensor | None = None  # (N, S, A) tanh(keys + query), one step at a time
         # Sums over the steps, made on the first backward step: dkeys / v and dv.
         self.keys_grad: Tensor | None = None  # (N, S, A)
         self.energy_grad: Tensor | None = None  # (A,)
 
+    def hidden(self, keys: Tensor, query: Tensor) -> Tensor:
+        """tanh(keys + query) (N, S, A), written over the previous step's."""
+        if self.scratch is None:
+            self.scratch = torch.empty_like(keys)
+        return torch.add(keys, query.unsqueeze(1), out=self.scratch).tanh_()
+
 
 class _Tap(torch.autograd.Function):
-    """keys, values, v -> the same tensors for the steps; backward: their summed gradients."""
+    """keys, values, v -> float32 copies for the steps; backward: their summed gradients."""
 
     @staticmethod
     def forward(ctx: Any, keys: Tensor, values: Tensor, energy: Tensor,
@@ -95,8 +102,7 @@ class _Tap(torch.autograd.Function):
         ctx.records = records
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(energy)
-        cast = energy.to(keys.dtype) if energy.dtype != keys.dtype else energy.view_as(energy)
-        return keys.view_as(keys), values.view_as(values), cast
+        return _float(keys), _float(values), _float(energy)
 
     @staticmethod
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -104,57 +110,69 @@ class _Tap(torch.autograd.Function):
         rec = ctx.records
         steps = [(w, g) for w, g in zip(rec.weights, rec.context_grads, strict=True)
                  if g is not None]
-        if not steps:
+        if not steps or rec.keys_grad is None:
             return None, None, None, None
         # dvalues = sum_t a_t^T dcontext_t: one (S, T) x (T, H) product per sentence.
         weights = torch.stack([w for w, _ in steps], dim=2)  # (N, S, T)
         grads = torch.stack([g for _, g in steps], dim=1)  # (N, T, H)
-        grad_values = torch.bmm(weights.to(grads.dtype), grads)  # (N, S, H)
-        grad_keys = rec.keys_grad * energy.to(rec.keys_grad.dtype)  # (N, S, A)
+        grad_values = torch.bmm(weights, grads)  # (N, S, H)
+        grad_keys = rec.keys_grad.mul_(energy.float())  # (N, S, A)
         grad_energy = rec.energy_grad
         rec.weights, rec.context_grads, rec.keys_grad, rec.energy_grad = [], [], None, None
+        rec.scratch = None
         return grad_keys, grad_values, grad_energy, None
 
 
+def _float(tensor: Tensor) -> Tensor:
+    """A float32 version that is a new tensor (a Function must not return its input)."""
+    return tensor.view_as(tensor) if tensor.dtype == torch.float32 else tensor.float()
+
+
 class _Step(torch.autograd.Function):
-    """One step of `AdditiveAttention.attend`; backward gives the query's gradient and records
-    the rest for the tap."""
+    """One step of `AdditiveAttention.attend` in float32 (autocast or not: bf16 tanh is several
+    times slower than float32 on the CPU). Nothing of size (N, S, A) is kept per step: backward
+    recomputes tanh(keys + query) in the shared scratch buffer, which stays in cache."""
 
     @staticmethod
     def forward(ctx: Any, query: Tensor, keys: Tensor, values: Tensor, energy: Tensor,
                 mask: Tensor, records: _Records) -> tuple[Tensor, Tensor]:
-        hidden = torch.add(keys, query.to(keys.dtype).unsqueeze(1)).tanh_()  # (N, S, A)
-        scores = (hidden @ energy).float()  # (N, S)
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)  # (N, S)
-        context = torch.bmm(weights.to(values.dtype).unsqueeze(1), values).squeeze(1)  # (N, H)
+        with torch.autocast(query.device.type, enabled=False):
+            query = query.float()
+            hidden = records.hidden(keys, query)  # (N, S, A)
+            scores = hidden @ energy  # (N, S)
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            weights = torch.softmax(scores, dim=-1)  # (N, S)
+            context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
         ctx.records, ctx.index = records, len(records.weights)
         records.weights.append(weights)
         records.context_grads.append(None)
-        ctx.save_for_backward(hidden, weights, values, energy)
+        ctx.save_for_backward(query, keys, weights, values, energy)
         return context, weights
 
     @staticmethod
     def backward(ctx: Any, grad_context: Tensor | None,
                  grad_weights: Tensor | None) -> tuple[Tensor | None, ...]:
-        hidden, weights, values, energy = ctx.saved_tensors
+        query, keys, weights, values, energy = ctx.saved_tensors
         rec = ctx.records
         grad_a = torch.zeros_like(weights)  # (N, S)
         if grad_context is not None:
+            grad_context = grad_context.float()
             rec.context_grads[ctx.index] = grad_context
-            grad_a = torch.bmm(values, grad_context.to(values.dtype).unsqueeze(2)).squeeze(2)
-            grad_a = grad_a.float()
+            grad_a = torch.bmm(values, grad_context.unsqueeze(2)).squeeze(2)
         if grad_weights is not None:
             grad_a = grad_a + grad_weights
         # Softmax backward; padding has weight 0, so its score gradient is 0 too.
         grad_scores = weights * (grad_a - (weights * grad_a).sum(1, keepdim=True))  # (N, S)
-        grad_scores = grad_scores.to(hidden.dtype)
-        # d(pre-tanh) = grad_scores (x) v * (1 - hidden^2); v is factored out until the tap.
-        grad_pre = torch.ops.aten.tanh_backward(grad_scores.unsqueeze(2).expand_as(hidden), hidden)
-        grad_query = grad_pre.sum(1) * energy  # (N, A)
+        hidden = rec.hidden(keys, query)  # (N, S, A), recomputed
         grad_energy = grad_scores.view(1, -1).mm(hidden.flatten(0, 1)).squeeze(0)  # (A,)
+        # d(pre-tanh) = grad_scores (x) v * (1 - hidden^2), in place; v is factored out until
+        # the tap.
+        grad_pre = torch.ops.aten.tanh_backward.grad_input(
+            grad_scores.unsqueeze(2).expand_as(hidden), hidden, grad_input=hidden
+        )
+        grad_query = grad_pre.sum(1) * energy  # (N, A)
         if rec.keys_grad is None:
-            rec.keys_grad, rec.energy_grad = grad_pre, grad_energy  # fresh tensors: sum in place
+            rec.keys_grad, rec.energy_grad = grad_pre.clone(), grad_energy
         else:
             rec.keys_grad.add_(grad_pre)
             rec.energy_grad.add_(grad_energy)

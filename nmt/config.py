@@ -78,7 +78,9 @@ class TrainConfig:
     seed: int = _opt(42, "Random seed (data order, initialisation, dropout).")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _opt(
-        "auto", "Autocast precision on CUDA (auto = bf16 where supported); the CPU uses fp32."
+        "auto",
+        "Autocast precision of the multiplies: bf16 (CUDA, or CPU with native bf16), fp16 (CUDA), "
+        "fp32. auto = bf16 on CUDA where supported, else fp32.",
     )
     threads: int = _opt(0, "CPU threads for torch; 0 means one per core.")
     tasks: str = _opt("", "Comma-separated tasks (target sides) to train; empty means all.")

@@ -82,7 +82,7 @@ def gru_cell(
     rz = torch.sigmoid(x_gates[:, : 2 * size] + h_gates[:, : 2 * size])  # (N, 2H)
     r, z = rz.chunk(2, dim=1)  # 2 x (N, H)
     n = torch.tanh(torch.addcmul(x_gates[:, 2 * size :], r, h_gates[:, 2 * size :]))  # (N, H)
-    return torch.lerp(n, h, z), None  # (1 - z) n + z h
+    return torch.lerp(n.to(h.dtype), h, z.to(h.dtype)), None  # (1 - z) n + z h
 
 
 def rnn_cell(
@@ -149,10 +149,12 @@ class Decoder(nn.Module):
     def init_state(self, enc: EncoderOutput) -> DecoderState:
         """Bridge the encoder summary into every layer's state; project the keys once."""
         batch = enc.final.size(0)
-        h = torch.tanh(self.bridge_h(enc.final)).view(batch, self.layers, -1)  # (N, L, H)
+        # The recurrent state stays float32 under autocast (bf16 would round it at every step);
+        # only the multiplies take the autocast dtype.
+        h = torch.tanh(self.bridge_h(enc.final)).float().view(batch, self.layers, -1)  # (N, L, H)
         c = None
         if self.bridge_c is not None:
-            c = torch.tanh(self.bridge_c(enc.final_cell)).view(batch, self.layers, -1)  # (N, L, H)
+            c = torch.tanh(self.bridge_c(enc.final_cell)).float().view(batch, self.layers, -1)
             c = c.transpose(0, 1)  # (L, N, H)
         feed = enc.final.new_zeros(batch, self.hidden_size)  # (N, H)
         keys = self.attention.project_keys(enc.states)  # (N, S, A)

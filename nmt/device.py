@@ -36,7 +36,13 @@ def set_threads(threads: int) -> None:
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
-    if device.type != "cuda" or precision == "fp32":
+    if precision == "fp32":
+        return None
+    if device.type == "cpu":
+        if precision == "fp16":
+            raise ConfigError("precision: fp16 is for CUDA; on the CPU use bf16 or fp32")
+        return torch.bfloat16 if precision == "bf16" else None
+    if device.type != "cuda":
         return None
     if precision == "fp16":
         return torch.float16

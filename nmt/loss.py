@@ -65,7 +65,14 @@ class _OutputCrossEntropy(torch.autograd.Function):
     def forward(
         ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, smoothing: float
     ) -> Tensor:
-        logits = torch.addmm(bias, hidden, weight.t())  # (M, V)
+        # Under autocast the two multiplies run in its dtype (bf16: AMX on recent x86 CPUs), and
+        # the softmax and loss in float32.
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if dtype is not None:
+            hidden, weight, bias = hidden.to(dtype), weight.to(dtype), bias.to(dtype)
+        with torch.autocast(device, enabled=False):
+            logits = torch.addmm(bias, hidden, weight.t()).float()  # (M, V)
         vocab = logits.size(1)
         picked = logits.gather(1, targets[:, None])  # (M, 1)
         loss = picked.sum() * (smoothing - 1.0)
@@ -79,7 +86,8 @@ class _OutputCrossEntropy(torch.autograd.Function):
         if smoothing:
             grad.sub_(smoothing / vocab)
         grad.scatter_add_(1, targets[:, None], picked.new_full(picked.shape, smoothing - 1.0))
-        ctx.save_for_backward(hidden, weight, grad)
+        ctx.grad_bias = grad.sum(0)  # (V,) in float32, before any rounding of grad
+        ctx.save_for_backward(hidden, weight, grad.to(hidden.dtype))
         return loss
 
     @staticmethod
@@ -87,9 +95,10 @@ class _OutputCrossEntropy(torch.autograd.Function):
         hidden, weight, grad = ctx.saved_tensors
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
         # Scale the small products, not the (M, V) matrix, by the incoming scalar gradient.
-        grad_hidden = (grad @ weight).mul_(grad_loss) if need_hidden else None  # (M, H)
-        grad_weight = (grad.t() @ hidden).mul_(grad_loss) if need_weight else None  # (V, H)
-        grad_bias = grad.sum(0).mul_(grad_loss) if need_bias else None  # (V,)
+        scale = grad_loss.to(grad.dtype)
+        grad_hidden = (grad @ weight).mul_(scale) if need_hidden else None  # (M, H)
+        grad_weight = (grad.t() @ hidden).mul_(scale) if need_weight else None  # (V, H)
+        grad_bias = ctx.grad_bias.mul_(grad_loss) if need_bias else None  # (V,)
         return grad_hidden, grad_weight, grad_bias, None, None
 
 

@@ -86,3 +86,20 @@ def test_fused_path_gradients_match_on_a_tied_model():
         grads.append(torch.autograd.grad(loss, list(model.parameters())))
     for got, want in zip(*grads, strict=True):
         assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_autocast_bf16_multiplies_with_float32_softmax():
+    """Under bf16 autocast the output layer's multiplies take bf16 and the loss stays close."""
+    decoder, hidden, tgt_out = setup()
+    decoder.out_proj = nn.Linear(6, 400)  # a vocabulary large enough for rounding to show
+    tgt_out = torch.randint(4, 400, tgt_out.shape).masked_fill(tgt_out == PAD, PAD)
+    params = [hidden, decoder.out_proj.weight, decoder.out_proj.bias]
+    loss, _ = _loss(decoder, hidden, tgt_out, 0.1, True)
+    want = torch.autograd.grad(loss, params)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, _ = _loss(decoder, hidden, tgt_out, 0.1, True)
+    got = torch.autograd.grad(low, params)
+    assert low.dtype == torch.float32 and abs(low.item() - loss.item()) < 1e-2 * loss.item()
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert (g - w).norm() < 0.02 * w.norm()

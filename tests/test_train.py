@@ -32,9 +32,12 @@ SMALL = {
 }
 
 
-def test_toy_reversal_is_learned(reversal_bundle, tmp_path):
-    """Greedy decoding solves >= 95% of unseen reversal inputs after a short training."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_toy_reversal_is_learned(reversal_bundle, tmp_path, precision):
+    """Greedy decoding solves >= 95% of unseen reversal inputs after a short training, in float32
+    and with bf16 autocast (on the CPU too)."""
     settings = {
+        "precision": precision,
         **SMALL,
         "data": str(reversal_bundle),
         "hidden-size": 128,
