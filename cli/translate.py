@@ -32,7 +32,9 @@ def translate(
     attention_plot: Annotated[Optional[Path], typer.Option(help="Write attention heatmaps (PNG) here.")] = None,
     attention_json: Annotated[Optional[Path], typer.Option(help="Dump attention weights to this JSON file.")] = None,
     attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
-    int8: Annotated[bool, typer.Option("--int8", help="Int8 decoder multiplies on the CPU: faster, BLEU within a few tenths.")] = False,
+    precision: Annotated[
+        str, typer.Option(help="Decoder multiplies: fp32, bf16 (fast where the CPU or GPU has native bf16) or int8 (CPU).")
+    ] = "fp32",
     device: Device = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,
 ) -> None:
@@ -56,7 +58,7 @@ def translate(
         if resume and (output is None or input is None):
             raise ConfigError("--resume needs --input and --output files")
         set_threads(threads)
-        translator = load_translator(model, choose_device(device), int8)
+        translator = load_translator(model, choose_device(device), precision)
         opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
         sink = ResumableOutput(output, resume) if output else None
         skip = sink.done // n_best if sink else 0

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nmt import padrows
+
 # projected query (N, A) -> context (N, H), weights (N, S)
 Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -37,7 +39,7 @@ class AdditiveAttention(nn.Module):
 
     def project_keys(self, states: Tensor) -> Tensor:
         """Encoder states (B, S, H) -> keys W_h h_j (B, S, A); once per sentence."""
-        return self.key_proj(states)
+        return padrows.linear(self.key_proj, states)
 
     def forward(
         self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nmt import padrows
 from nmt.attention import AdditiveAttention, Attend
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
@@ -170,7 +171,7 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
         # One large multiply for every step's embedding part; unbind (not [t]) so that backward
         # gathers the per-step gradients with one stack instead of T full-size zero tensors.
-        emb_gates = self.emb_proj(emb)  # (T, B, G)
+        emb_gates = padrows.linear(self.emb_proj, emb)  # (T, B, G)
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt import padrows
 from nmt.decoder import Decoder
 from nmt.vocab import PAD
 
@@ -65,14 +66,18 @@ class _OutputCrossEntropy(torch.autograd.Function):
     def forward(
         ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor, targets: Tensor, smoothing: float
     ) -> Tensor:
-        # Under autocast the two multiplies run in its dtype (bf16: AMX on recent x86 CPUs), and
-        # the softmax and loss in float32.
+        # Under autocast the three multiplies run in its dtype (bf16: AMX on recent x86 CPUs),
+        # the softmax and loss in float32; rows padded as padrows.py explains.
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        rows = hidden.size(0)
         if dtype is not None:
             hidden, weight, bias = hidden.to(dtype), weight.to(dtype), bias.to(dtype)
+            if padrows.needs_padding(hidden, dtype):
+                hidden = padrows.pad_rows(hidden)  # (M', H), zero rows added
         with torch.autocast(device, enabled=False):
-            logits = torch.addmm(bias, hidden, weight.t()).float()  # (M, V)
+            padded = torch.addmm(bias, hidden, weight.t()).float()  # (M', V)
+        logits = padded[:rows]  # (M, V)
         vocab = logits.size(1)
         picked = logits.gather(1, targets[:, None])  # (M, 1)
         loss = picked.sum() * (smoothing - 1.0)
@@ -87,7 +92,9 @@ class _OutputCrossEntropy(torch.autograd.Function):
             grad.sub_(smoothing / vocab)
         grad.scatter_add_(1, targets[:, None], picked.new_full(picked.shape, smoothing - 1.0))
         ctx.grad_bias = grad.sum(0)  # (V,) in float32, before any rounding of grad
-        ctx.save_for_backward(hidden, weight, grad.to(hidden.dtype))
+        padded[rows:] = 0.0  # the padding rows get no gradient
+        ctx.rows = rows
+        ctx.save_for_backward(hidden, weight, padded.to(hidden.dtype))
         return loss
 
     @staticmethod
@@ -96,7 +103,7 @@ class _OutputCrossEntropy(torch.autograd.Function):
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
         # Scale the small products, not the (M, V) matrix, by the incoming scalar gradient.
         scale = grad_loss.to(grad.dtype)
-        grad_hidden = (grad @ weight).mul_(scale) if need_hidden else None  # (M, H)
+        grad_hidden = (grad @ weight)[: ctx.rows].mul_(scale) if need_hidden else None  # (M, H)
         grad_weight = (grad.t() @ hidden).mul_(scale) if need_weight else None  # (V, H)
         grad_bias = ctx.grad_bias.mul_(grad_loss) if need_bias else None  # (V,)
         return grad_hidden, grad_weight, grad_bias, None, None

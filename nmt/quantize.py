@@ -1,11 +1,18 @@
-"""Dynamic int8 quantization of the decoders' multiplies, for CPU translation.
+"""Low-precision decoder multiplies for translation: dynamic int8 (CPU) or bf16.
 
-Weights are converted to int8 once (per-tensor scale); each call quantizes its input on the fly and
-multiplies with the integer kernels (fbgemm on x86, qnnpack on ARM). Every Linear layer of every
-decoder is swapped: output layer (hidden x vocabulary, the largest multiply of a search step, about
-3.5x faster on the 2-core AVX2 machine), recurrent and input-feeding multiplies, attention query,
-combine, embedding projection and bridge. The encoder (oneDNN LSTM, once per sentence) stays fp32.
-Off by default; `nmt translate --int8` turns it on (speed and BLEU measured in the README).
+int8: weights are converted to int8 once (per-tensor scale); each call quantizes its input on the
+fly and multiplies with the integer kernels (fbgemm on x86, qnnpack on ARM). Every Linear layer of
+every decoder is swapped: output layer (hidden x vocabulary, the largest multiply of a search
+step), recurrent and input-feeding multiplies, attention query and energy, combine, embedding
+projection and bridge.
+
+bf16: the same layers keep their weights in bf16 and multiply in bf16 (AMX or AVX512-BF16 on
+recent x86 CPUs, tensor cores on GPUs); inputs are rounded to bf16 on the way in and results come
+back as float32, so the recurrent state, attention and scores stay float32. The attention energy
+v stays float32: its input is (N, S, A) per step, a rounding pass larger than the multiply.
+
+The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. Off by default;
+`nmt translate --precision int8|bf16` (speed and BLEU measured in the README).
 """
 
 from __future__ import annotations
@@ -13,7 +20,26 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nmt import padrows
+
+
+class Bf16Linear(nn.Module):
+    """A Linear layer whose weights and multiply are bf16; float32 in and out."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(
+            bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, x.size(-1)).to(torch.bfloat16)  # (M, in)
+        out = F.linear(padrows.pad_rows(rows), self.weight, self.bias)[: rows.size(0)]
+        return out.float().view(*x.shape[:-1], out.size(-1))
 
 
 def quantize_decoders(model: nn.Module) -> nn.Module:
@@ -24,4 +50,15 @@ def quantize_decoders(model: nn.Module) -> nn.Module:
         from torch.ao.quantization import quantize_dynamic
 
         quantize_dynamic(model.decoders, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
+
+
+def bf16_decoders(model: nn.Module) -> nn.Module:
+    """Swap the Linear layers of the model's decoders (but the attention energy) for bf16 ones."""
+    for decoder in model.decoders.values():
+        energy = decoder.attention.energy
+        for parent in list(decoder.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Linear) and child is not energy:
+                    setattr(parent, name, Bf16Linear(child))
     return model

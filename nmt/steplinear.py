@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt import padrows
+
 
 class _Records:
     """Per forward pass: each step's input, and its output gradient once backward reached it."""
@@ -46,12 +48,15 @@ class _Tap(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
         records = ctx.records
-        pairs = [(x, g) for x, g in zip(records.inputs, records.grads, strict=True) if g is not None]
+        pairs = [(x, g) for x, g in zip(records.inputs, records.grads, strict=True)
+                 if g is not None]
         records.inputs, records.grads = [], []  # free them as soon as they are used
         if not pairs:
             return None, None, None, None
         x = torch.cat([x for x, _ in pairs])  # (T*B, in)
         grad = torch.cat([g for _, g in pairs]).to(x.dtype)  # (T*B, out)
+        if padrows.needs_padding(x, x.dtype):  # zero rows add nothing to the sums below
+            x, grad = padrows.pad_rows(x), padrows.pad_rows(grad)
         grad_weight = grad.t() @ x if ctx.needs_input_grad[0] else None  # (out, in)
         grad_bias = grad.sum(0, dtype=torch.float32) if ctx.needs_input_grad[1] else None  # (out,)
         return grad_weight, grad_bias, None, None

@@ -22,6 +22,8 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
+PRECISIONS = ("fp32", "bf16", "int8")  # of the decoders' multiplies (quantize.py)
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -177,17 +179,20 @@ def find_checkpoint(path: Path) -> Path:
     return path
 
 
-def load_translator(path: Path, device: torch.device, int8: bool = False) -> Translator:
+def load_translator(path: Path, device: torch.device, precision: str = "fp32") -> Translator:
     """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it).
 
-    `int8` runs the decoders' multiplies in dynamic int8 (CPU only; see quantize.py).
+    `precision` int8 (CPU only) or bf16 runs the decoders' multiplies in low precision
+    (quantize.py); fp32 is the plain model.
     """
     from nmt.bundle import open_bundle
     from nmt.config import resolve
     from nmt.model import build_model
 
-    if int8 and device.type != "cpu":
-        raise ConfigError("--int8 is for translation on the CPU")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError("int8 precision is for translation on the CPU")
     state = checkpoint.load(find_checkpoint(path), mmap=True)
     model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
     with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:
@@ -206,9 +211,9 @@ def load_translator(path: Path, device: torch.device, int8: bool = False) -> Tra
         model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
                               assign=True)
         model = model.to(device).eval()
-        if int8:
-            from nmt.quantize import quantize_decoders
+        if precision != "fp32":
+            from nmt.quantize import bf16_decoders, quantize_decoders
 
-            quantize_decoders(model)
+            (quantize_decoders if precision == "int8" else bf16_decoders)(model)
         return Translator(model, meta.src_tokenizer, meta.src_vocab,
                           meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)

@@ -41,12 +41,14 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "bench.json").read_text())
     ours = report["nmt"]
-    assert ours["train"]["tokens_per_s"] > 0 and ours["train"]["peak_rss_mb"] > 0
-    for name in ("beam5", "greedy", "beam5_int8", "greedy_int8"):
+    for run in ("train", "train_bf16"):
+        assert ours[run]["tokens_per_s"] > 0 and ours[run]["peak_rss_mb"] > 0
+    for name in ("beam5", "greedy", "beam5_int8", "greedy_int8", "beam5_bf16", "greedy_bf16"):
         assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
     assert ours["first_line_s"] > 0 and report["machine"]["torch"]
     assert "beam 5 sentences/s" in done.stdout and "training target tokens/s" in done.stdout
-    assert "greedy --int8 sentences/s" in done.stdout
+    assert "greedy --precision int8 sentences/s" in done.stdout
+    assert "training bf16 target tokens/s" in done.stdout
 
 
 def test_peer_output_is_parsed():

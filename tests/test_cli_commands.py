@@ -191,3 +191,17 @@ def test_translate_answers_each_line_of_an_open_pipe(reversal_run):
         proc.stdin.close()
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_translate_precisions(runner, tmp_path, reversal_run):
+    """--precision bf16 gives one line per input line; an unknown precision is a settings error."""
+    src = tmp_path / "in.txt"
+    src.write_text("a b c\n\nd e\n")
+    out = tmp_path / "out.txt"
+    done = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "-o", str(out),
+                               "--precision", "bf16"])
+    assert done.exit_code == 0, done.output
+    assert len(out.read_text().splitlines()) == 3
+    bad = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src),
+                              "--precision", "fp8"])
+    assert bad.exit_code == 3 and "precision must be one of" in bad.output

@@ -1,57 +1,76 @@
-"""Int8 decoding (--int8) against the fp32 computation it replaces."""
+"""Low-precision decoding (--precision int8 / bf16) against the fp32 computation it replaces."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import write_reversal
 
+from nmt.errors import ConfigError
+from nmt.quantize import Bf16Linear
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
-from conftest import write_reversal
+LOW = ["int8", "bf16"]
 
 
 @pytest.fixture(scope="module")
-def pair(reversal_run):
-    return (load_translator(reversal_run, torch.device("cpu")),
-            load_translator(reversal_run, torch.device("cpu"), int8=True))
+def translators(reversal_run):
+    return {p: load_translator(reversal_run, torch.device("cpu"), p) for p in ("fp32", *LOW)}
 
 
-def test_the_decoder_multiplies_are_int8_and_the_encoder_is_not(pair):
-    plain, int8 = pair
-    decoder = int8.model.decoders["rev"]
+def _swapped(module, precision: str) -> bool:
+    if precision == "bf16":
+        return type(module) is Bf16Linear and module.weight.dtype == torch.bfloat16
+    return type(module).__module__.startswith("torch.ao.nn.quantized.dynamic")
+
+
+@pytest.mark.parametrize("precision", LOW)
+def test_the_decoder_multiplies_are_swapped_and_the_encoder_is_not(translators, precision):
+    low = translators[precision]
+    decoder = low.model.decoders["rev"]
     linears = [decoder.out_proj, decoder.combine, decoder.emb_proj, decoder.feed_proj,
                *decoder.recurrent, decoder.attention.query_proj, decoder.bridge_h]
     for module in linears:
-        assert type(module).__module__.startswith("torch.ao.nn.quantized.dynamic")
-    assert int8.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
-    assert type(plain.model.decoders["rev"].out_proj) is torch.nn.Linear  # fp32 model untouched
+        assert _swapped(module, precision), module
+    assert low.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
+    plain = translators["fp32"].model.decoders["rev"]
+    assert type(plain.out_proj) is torch.nn.Linear  # the fp32 model is untouched
+    assert plain.out_proj.weight.dtype == torch.float32
 
 
-def test_int8_logits_track_fp32(pair):
-    plain, int8 = pair
+@pytest.mark.parametrize("precision", LOW)
+def test_low_precision_logits_track_fp32(translators, precision):
+    plain, low = translators["fp32"], translators[precision]
     hidden = torch.randn(16, plain.model.decoders["rev"].hidden_size)
     with torch.inference_mode():
         expected = plain.model.decoders["rev"].output(hidden)
-        got = int8.model.decoders["rev"].output(hidden)
+        got = low.model.decoders["rev"].output(hidden)
+    assert got.dtype == torch.float32
     spread = (expected.max() - expected.min()).item()
     assert (got - expected).abs().max().item() < 0.05 * spread
     assert (got.argmax(1) == expected.argmax(1)).float().mean().item() >= 0.9
 
 
-def test_int8_translations_are_as_good_as_fp32(pair, tmp_path):
-    """Same quality on the (partly learned) reversal task: the int8 rounding may flip a close
-    call, but must not cost accuracy."""
+@pytest.mark.parametrize("precision", LOW)
+def test_low_precision_translations_are_as_good_as_fp32(translators, precision, tmp_path):
+    """Same quality on the (partly learned) reversal task: the rounding may flip a close call,
+    but must not cost accuracy."""
     import sacrebleu
 
-    plain, int8 = pair
+    plain, low = translators["fp32"], translators[precision]
     write_reversal(tmp_path / "probe", 200, seed=7)
     lines = (tmp_path / "probe.sym").read_text().splitlines()
     refs = (tmp_path / "probe.rev").read_text().splitlines()
     opts = SearchOptions(beam=3)
     fp32 = [t.text for t in translate_stream(plain, lines, None, opts)]
-    quant = [t.text for t in translate_stream(int8, lines, None, opts)]
+    quant = [t.text for t in translate_stream(low, lines, None, opts)]
     assert len(quant) == len(lines)
     assert sum(a == b for a, b in zip(fp32, quant, strict=True)) >= 0.8 * len(lines)
     bleu = [sacrebleu.corpus_bleu(hyps, [refs]).score for hyps in (fp32, quant)]
     assert bleu[0] > 5  # the model has learned something (BLEU about 9)
     assert abs(bleu[1] - bleu[0]) < 1.0, bleu
+
+
+def test_unknown_precision_is_refused(reversal_run):
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        load_translator(reversal_run, torch.device("cpu"), "fp8")

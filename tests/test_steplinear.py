@@ -26,7 +26,8 @@ def recurrence(cell_in: nn.Linear, cell_rec: nn.Linear, xs: torch.Tensor, loop: 
 
 def make(bias=True):
     torch.manual_seed(0)
-    return nn.Linear(IN, OUT, bias=bias), nn.Linear(OUT, OUT, bias=False), torch.randn(STEPS, BATCH, IN)
+    cell_in, cell_rec = nn.Linear(IN, OUT, bias=bias), nn.Linear(OUT, OUT, bias=False)
+    return cell_in, cell_rec, torch.randn(STEPS, BATCH, IN)
 
 
 @pytest.mark.parametrize("skip_last", [False, True])
@@ -34,7 +35,7 @@ def make(bias=True):
 def test_values_and_gradients_equal_plain_linear(bias, skip_last):
     cell_in, cell_rec, xs = make(bias)
     xs.requires_grad_(True)
-    params = [p for p in (*cell_in.parameters(), *cell_rec.parameters())]
+    params = [*cell_in.parameters(), *cell_rec.parameters()]
     plain = recurrence(cell_in, cell_rec, xs, loop=False, skip_last=skip_last)
     want = torch.autograd.grad(plain, [xs, *params])
     looped = recurrence(cell_in, cell_rec, xs, loop=True, skip_last=skip_last)
@@ -67,8 +68,12 @@ def test_autocast_casts_once_and_stays_close():
 def test_two_passes_keep_their_own_records():
     """Gradient accumulation: two forward passes, then one backward of their sum."""
     cell_in, cell_rec, xs = make()
-    total = recurrence(cell_in, cell_rec, xs, loop=True) + recurrence(cell_in, cell_rec, xs * 2, loop=True)
+    def two(loop: bool) -> torch.Tensor:
+        return (recurrence(cell_in, cell_rec, xs, loop=loop)
+                + recurrence(cell_in, cell_rec, xs * 2, loop=loop))
+
+    total = two(loop=True)
     got = torch.autograd.grad(total, [cell_in.weight])
-    plain = recurrence(cell_in, cell_rec, xs, loop=False) + recurrence(cell_in, cell_rec, xs * 2, loop=False)
+    plain = two(loop=False)
     want = torch.autograd.grad(plain, [cell_in.weight])
     assert torch.allclose(got[0], want[0], atol=1e-5)

@@ -6,10 +6,11 @@ table and writes JSON. Not a test: run it on an otherwise idle machine.
     python recipes/bench/bench.py [--steps 300] [--out bench-out] [--peers DIR]
 
 It preprocesses Multi30k en-de (joint sentencepiece 8k, per-side vocabularies), trains the
-reference configuration for --steps updates of 64 sentences (steady-state target tokens/s: the
-log intervals after --warmup), translates test_2016_flickr with beam 5 and greedy, in fp32 and with
---int8 (batch 64; whole command, model load included), times `nmt --help` and the start-up of `nmt translate` to
-its first output line, and scores the outputs. With --peers DIR it also runs Joey NMT and
+reference configuration for --steps updates of 64 sentences, in bf16 and in fp32 (steady-state
+target tokens/s: the log intervals after --warmup), translates test_2016_flickr with the fp32 model,
+beam 5 and greedy, with --precision fp32, bf16 and int8 (batch 64; whole command, model load
+included), times `nmt --help` and the start-up of `nmt translate` to its first output line, and
+scores the outputs. With --peers DIR it also runs Joey NMT and
 OpenNMT-py through ../shared/peers/peers.sh (virtualenvs made once in DIR) with the same number
 of updates, in the same run, and prints our ratios to theirs.
 """
@@ -84,26 +85,37 @@ def preprocess_multi30k(data: Path, bundle: Path) -> dict[str, float]:
                 "--out", str(bundle), "--force"])
 
 
+TRANSLATIONS = [(f"{search}{suffix}", beam, precision)
+                for precision, suffix in (("fp32", ""), ("bf16", "_bf16"), ("int8", "_int8"))
+                for search, beam in (("beam5", 5), ("greedy", 1))]
+
+
+def train_model(args: argparse.Namespace, bundle: Path, model: Path,
+                precision: str) -> dict[str, Any]:
+    shutil.rmtree(model, ignore_errors=True)
+    train = run([*NMT, "-q", "train", "--data", str(bundle), "--out", str(model), "--config",
+                 str(args.config), "--max-steps", str(args.steps), "--max-epochs", "0",
+                 "--valid-every", str(args.steps), "--log-every", "25", "--batch-size", "64",
+                 "--threads", str(args.threads), "--precision", precision])
+    train["tokens_per_s"] = steady_tokens_per_s(model / "metrics.jsonl", args.warmup)
+    return train
+
+
 def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     out, data = args.out, args.data
     bundle, model = out / "bundle", out / "model"
     result: dict[str, Any] = {}
     result["preprocess"] = preprocess_multi30k(data, bundle)
-    shutil.rmtree(model, ignore_errors=True)
-    train = run([*NMT, "-q", "train", "--data", str(bundle), "--out", str(model), "--config",
-                 str(args.config), "--max-steps", str(args.steps), "--max-epochs", "0",
-                 "--valid-every", str(args.steps), "--log-every", "25", "--batch-size", "64",
-                 "--threads", str(args.threads)])
-    train["tokens_per_s"] = steady_tokens_per_s(model / "metrics.jsonl", args.warmup)
-    result["train"] = train
+    # The bf16 run first: the fp32 model is the one translated below.
+    result["train_bf16"] = train_model(args, bundle, out / "model-bf16", "bf16")
+    result["train"] = train_model(args, bundle, model, "fp32")
     source, ref = data / "test_2016_flickr.en.gz", data / "test_2016_flickr.de.gz"
     lines = sum(1 for _ in gzip.open(source))
-    for name, beam, extra in (("beam5", 5, []), ("greedy", 1, []),
-                              ("beam5_int8", 5, ["--int8"]), ("greedy_int8", 1, ["--int8"])):
+    for name, beam, precision in TRANSLATIONS:
         hyp = out / f"test.{name}.de"
         timing = run([*NMT, "translate", "-m", str(model), "-i", str(source), "-o", str(hyp),
                       "--beam", str(beam), "--batch-size", "64", "--threads", str(args.threads),
-                      *extra])
+                      "--precision", precision])
         timing["sentences_per_s"] = round(lines / timing["wall_s"], 1)
         result[name] = {**timing, **score(hyp, ref)}
     result["help_s"] = run([*NMT, "--help"])["wall_s"]
@@ -152,19 +164,21 @@ def parse_peers(text: str) -> dict[str, Any]:
 
 
 def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
-    rows = [("training target tokens/s", ours["train"]["tokens_per_s"], ("tokens_per_s",)),
-            ("training peak RSS MB", ours["train"]["peak_rss_mb"], ("train_peak_rss_mb",)),
-            ("beam 5 sentences/s", ours["beam5"]["sentences_per_s"], ("beam5", "sentences_per_s")),
-            ("beam 5 peak RSS MB", ours["beam5"]["peak_rss_mb"], ("beam5", "peak_rss_mb")),
-            ("beam 5 BLEU", ours["beam5"]["bleu"], ("beam5", "bleu")),
-            ("greedy sentences/s", ours["greedy"]["sentences_per_s"], ("greedy", "sentences_per_s")),
-            ("greedy BLEU", ours["greedy"]["bleu"], ("greedy", "bleu")),
-            ("beam 5 --int8 sentences/s", ours["beam5_int8"]["sentences_per_s"], ("beam5", "sentences_per_s")),
-            ("beam 5 --int8 BLEU", ours["beam5_int8"]["bleu"], ("beam5", "bleu")),
-            ("greedy --int8 sentences/s", ours["greedy_int8"]["sentences_per_s"], ("greedy", "sentences_per_s")),
-            ("greedy --int8 BLEU", ours["greedy_int8"]["bleu"], ("greedy", "bleu")),
-            ("nmt --help s", ours["help_s"], None),
-            ("translate start-up to first line s", ours["first_line_s"], None)]
+    rows = []
+    for run, label in (("train", "training"), ("train_bf16", "training bf16")):
+        rows.append((f"{label} target tokens/s", ours[run]["tokens_per_s"], ("tokens_per_s",)))
+        rows.append((f"{label} peak RSS MB", ours[run]["peak_rss_mb"], ("train_peak_rss_mb",)))
+    for name, beam, precision in TRANSLATIONS:
+        search = "beam 5" if beam == 5 else "greedy"
+        label = search if precision == "fp32" else f"{search} --precision {precision}"
+        peer = "beam5" if beam == 5 else "greedy"
+        rows.append((f"{label} sentences/s", ours[name]["sentences_per_s"],
+                     (peer, "sentences_per_s")))
+        rows.append((f"{label} BLEU", ours[name]["bleu"], (peer, "bleu")))
+        if name == "beam5":
+            rows.append(("beam 5 peak RSS MB", ours[name]["peak_rss_mb"], (peer, "peak_rss_mb")))
+    rows += [("nmt --help s", ours["help_s"], None),
+             ("translate start-up to first line s", ours["first_line_s"], None)]
     header = f"{'':38}{'nmt':>10}"
     if peers:
         header += f"{'Joey':>10}{'OpenNMT':>10}{'x Joey':>8}{'x ONMT':>8}"

@@ -6,8 +6,8 @@ that with real commands: it builds input files by cycling Multi30k test_2016_fli
 --lines), translates each with greedy search to a file, and reports wall time, peak RSS and the
 ratio of each peak to the smallest file's. A million lines with the reference model would take
 hours on 2 cores, so by default it trains a small model (embeddings 64, hidden 128, 1,000 updates)
-on Multi30k en-de first and translates with --int8; --model uses an existing one. Not a test: run
-it on an otherwise idle machine.
+on Multi30k en-de first and translates with --precision int8; --model uses an existing one. Not a
+test: run it on an otherwise idle machine.
 
     python recipes/bench/memory.py [--lines 10000,1000000] [--model RUN_DIR] [--out bench-out/memory]
 """
@@ -60,7 +60,7 @@ def main() -> None:
         with open(text, "w", encoding="utf-8") as handle:
             handle.writelines(line + "\n" for line in itertools.islice(itertools.cycle(source), n))
         timing = run([*NMT, "-q", "translate", "-m", str(model), "-i", str(text), "-o", str(hyp),
-                      "--beam", "1", "--int8", "--threads", str(args.threads)])
+                      "--beam", "1", "--precision", "int8", "--threads", str(args.threads)])
         with open(hyp, "rb") as handle:
             written = sum(1 for _ in handle)
         if written != n:
