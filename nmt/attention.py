@@ -4,8 +4,9 @@
     a_j     = exp(score_j) / sum_k exp(score_k)  over real (unpadded) source positions only
     context = sum_j a_j h_j
 
-W_h h_j (the keys) does not depend on t: `project_keys` computes it once per sentence and the
-decoder keeps it in its state, so each step costs one (N, H) x (H, A) multiply for the query.
+W_h h_j (the keys) does not depend on t: `memory` computes it once per sentence, with the values and
+the mask, and each step costs one (N, H) x (H, A) multiply for the query. A search reorders the
+memory only when sentences leave the batch: the K beams of a sentence share its rows.
 
 Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
 spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
@@ -17,6 +18,7 @@ gradients are taken once for all steps, as steplinear.py does for the decoder's 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +30,24 @@ from nmt import padrows
 Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
+@dataclass
+class Memory:
+    """What attention reads at every step; `select` takes rows (expansion over beams, or dropping
+    finished sentences).
+
+    keys: (N, S, A) W_h h_j; values: (N, S, H) the encoder states h_j; mask: (N, S) True at real
+    source positions.
+    """
+
+    keys: Tensor
+    values: Tensor
+    mask: Tensor
+
+    def select(self, index: Tensor) -> Memory:
+        return Memory(self.keys.index_select(0, index), self.values.index_select(0, index),
+                      self.mask.index_select(0, index))
+
+
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: a one-hidden-layer MLP scores each source state against the query."""
 
@@ -37,24 +57,21 @@ class AdditiveAttention(nn.Module):
         self.query_proj = nn.Linear(query_size, attention_size, bias=False)  # W_s
         self.energy = nn.Linear(attention_size, 1, bias=False)  # v
 
-    def project_keys(self, states: Tensor) -> Tensor:
-        """Encoder states (B, S, H) -> keys W_h h_j (B, S, A); once per sentence."""
-        return padrows.linear(self.key_proj, states)
+    def memory(self, states: Tensor, mask: Tensor) -> Memory:
+        """Encoder states (B, S, H) and mask (B, S) -> Memory with keys W_h h_j; once a sentence."""
+        return Memory(padrows.linear(self.key_proj, states), states, mask)
 
-    def forward(
-        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Attend from query (N, Hd) over keys (N, S, A) / values (N, S, H) where mask (N, S).
+    def forward(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """Attend from query (N, Hd) over the memory.
 
         Returns:
             context (N, H) and weights (N, S); weights are exactly 0 at padding.
         """
-        return self.attend(self.query_proj(query), keys, values, mask)
+        return self.attend(self.query_proj(query), memory)
 
-    def attend(
-        self, projected_query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def attend(self, projected_query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
         """`forward` for a query already multiplied by W_s (N, A), for callers that fuse it."""
+        keys, values, mask = memory.keys, memory.values, memory.mask
         hidden = torch.tanh(keys + projected_query.unsqueeze(1))  # (N, S, A)
         scores = self.energy(hidden).squeeze(2)  # (N, S)
         # The lowest finite value rather than -inf: exp() of it is exactly 0 next to any real
@@ -65,15 +82,17 @@ class AdditiveAttention(nn.Module):
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
         return context, weights
 
-    def loop(self, keys: Tensor, values: Tensor, mask: Tensor) -> Attend:
-        """`attend` over fixed keys / values / mask for every step of one decoder pass.
+    def loop(self, memory: Memory) -> Attend:
+        """`attend` over one memory for every step of one decoder pass.
 
         When gradients are needed, the steps use the hand-written backward (module docstring).
         """
         if not torch.is_grad_enabled():
-            return lambda query: self.attend(query, keys, values, mask)
+            return lambda query: self.attend(query, memory)
         records = _Records()
-        keys, values, energy = _Tap.apply(keys, values, self.energy.weight[0], records)
+        keys, values, energy = _Tap.apply(memory.keys, memory.values, self.energy.weight[0],
+                                          records)
+        mask = memory.mask
         return lambda query: _Step.apply(query, keys, values, energy, mask, records)
 
 

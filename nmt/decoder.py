@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt import padrows
-from nmt.attention import AdditiveAttention, Attend
+from nmt.attention import AdditiveAttention, Attend, Memory
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
 from nmt.steplinear import step_linear
@@ -34,16 +34,16 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks of H in a layer's pre-act
 
 @dataclass
 class DecoderState:
-    """Everything step t+1 needs; `select` reorders it for beam search.
+    """The recurrent state step t+1 needs; `select` reorders it for beam search. (What is fixed
+    per sentence, the attention's memory, is apart: it is reordered only when sentences leave.)
 
     h: (L, N, H) hidden state of every layer; c: (L, N, H) LSTM cell state, None for gru/rnn
-    feed: (N, H) previous attentional vector; keys: (N, S, A) projected encoder states
+    feed: (N, H) previous attentional vector
     """
 
     h: Tensor
     c: Tensor | None
     feed: Tensor
-    keys: Tensor
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows `index` (N',) of the batch (beam back-pointers or expansion)."""
@@ -51,7 +51,6 @@ class DecoderState:
             self.h.index_select(1, index),  # (L, N', H)
             None if self.c is None else self.c.index_select(1, index),  # (L, N', H)
             self.feed.index_select(0, index),  # (N', H)
-            self.keys.index_select(0, index),  # (N', S, A)
         )
 
 
@@ -148,7 +147,7 @@ class Decoder(nn.Module):
         self.out_proj = out_proj or nn.Linear(hidden_size, embeddings.num_embeddings)
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
-        """Bridge the encoder summary into every layer's state; project the keys once."""
+        """Bridge the encoder summary into every layer's state."""
         batch = enc.final.size(0)
         # The recurrent state stays float32 under autocast (bf16 would round it at every step);
         # only the multiplies take the autocast dtype.
@@ -158,8 +157,11 @@ class Decoder(nn.Module):
             c = torch.tanh(self.bridge_c(enc.final_cell)).float().view(batch, self.layers, -1)
             c = c.transpose(0, 1)  # (L, N, H)
         feed = enc.final.new_zeros(batch, self.hidden_size)  # (N, H)
-        keys = self.attention.project_keys(enc.states)  # (N, S, A)
-        return DecoderState(h.transpose(0, 1), c, feed, keys)
+        return DecoderState(h.transpose(0, 1), c, feed)
+
+    def memory(self, enc: EncoderOutput) -> Memory:
+        """What the attention reads at every step: keys projected once per sentence."""
+        return self.attention.memory(enc.states, enc.mask)
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
         """Teacher forcing over tgt_in (B, T).
@@ -175,7 +177,7 @@ class Decoder(nn.Module):
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed
-        ops = self._ops(state, enc)
+        ops = self._ops(self.memory(enc))
         outputs, weights = [], []
         for x_gates in emb_gates.unbind(0):
             feed, h, c, attn = self._advance(x_gates, feed, h, c, ops)
@@ -188,7 +190,7 @@ class Decoder(nn.Module):
         return self.out_proj(hidden)
 
     def step(
-        self, prev: Tensor, state: DecoderState, enc: EncoderOutput
+        self, prev: Tensor, state: DecoderState, memory: Memory
     ) -> tuple[Tensor, DecoderState, Tensor]:
         """One search step from the previous tokens prev (N,).
 
@@ -198,19 +200,17 @@ class Decoder(nn.Module):
         x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
         c = None if state.c is None else list(state.c.unbind(0))
         feed, h, c, attn = self._advance(
-            x_gates, state.feed, list(state.h.unbind(0)), c, self._ops(state, enc)
+            x_gates, state.feed, list(state.h.unbind(0)), c, self._ops(memory)
         )
-        new_state = DecoderState(
-            torch.stack(h), None if c is None else torch.stack(c), feed, state.keys
-        )
+        new_state = DecoderState(torch.stack(h), None if c is None else torch.stack(c), feed)
         return self.output(feed), new_state, attn
 
-    def _ops(self, state: DecoderState, enc: EncoderOutput) -> StepOps:
+    def _ops(self, memory: Memory) -> StepOps:
         return StepOps(
             [step_linear(m) for m in (self.feed_proj, *self.input_proj)],
             [step_linear(m) for m in self.recurrent],
             step_linear(self.attention.query_proj),
-            self.attention.loop(state.keys, enc.states, enc.mask),
+            self.attention.loop(memory),
             step_linear(self.combine),
         )
 

@@ -1,10 +1,12 @@
 """Greedy and beam search, batched over sentences and beams, on the decoder's step() protocol.
 
-Both searches use only `decoder.init_state(enc)`, `decoder.step(prev, state, enc)`,
-`state.select(index)` and `enc.select(index)`: the reorder contract of fairseq's
-`reorder_incremental_state`. The encoder runs once, before the search; beam search expands its
-output over the beam once, and afterwards reorders decoder states with index_select, never
-recomputing them.
+Both searches use only `decoder.init_state(enc)`, `decoder.memory(enc)`,
+`decoder.step(prev, state, memory)`, `state.select(index)` and `memory.select(index)`: the
+reorder contract of fairseq's `reorder_incremental_state` / `reorder_encoder_out`. The encoder
+runs once, before the search; beam search expands the state and the memory (what is fixed per
+sentence, such as the attention keys) over the beam once, then reorders the state with
+index_select at every step and the memory only when sentences leave the batch: the K rows of a
+sentence share one memory.
 
 Lengths. Sentence b gets at most `max_lengths[b]` output tokens (the caller computes a*|src|+b).
 A hypothesis that reaches it is made to end: EOS is the only allowed next token, and its
@@ -54,7 +56,7 @@ _NEG_INF = float("-inf")
 
 
 class Encoded(Protocol):
-    """What search needs of an EncoderOutput."""
+    """What search needs of an EncoderOutput, and of the decoder's memory."""
 
     mask: Tensor  # (B, S) bool, True = real token
 
@@ -66,7 +68,9 @@ class StepDecoder(Protocol):
 
     def init_state(self, enc: Any) -> Any: ...
 
-    def step(self, prev: Tensor, state: Any, enc: Any) -> tuple[Tensor, Any, Tensor]:
+    def memory(self, enc: Any) -> Encoded: ...
+
+    def step(self, prev: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor]:
         """prev (N,) -> logits (N, V), next state, attention (N, S)."""
         ...
 
@@ -126,8 +130,9 @@ def greedy(
     alive = torch.arange(batch, device=device)  # (N,) sentence of each row still decoding
     prev = torch.full((batch,), BOS, dtype=torch.long, device=device)  # (N,)
     state = decoder.init_state(enc) if batch else None
+    memory = decoder.memory(enc) if batch else None
     for t in range(steps):
-        logits, state, attn = decoder.step(prev, state, enc)  # (N, V), (N, S)
+        logits, state, attn = decoder.step(prev, state, memory)  # (N, V), (N, S)
         logp, token = _candidates(logits, t >= max_len[alive], 1)  # (N, 1) each
         token = token.squeeze(1)  # (N,)
         scores[alive] += logp.squeeze(1)
@@ -140,7 +145,7 @@ def greedy(
             if keep.numel() == 0:
                 break
             alive, token = alive[keep], token[keep]
-            state, enc = state.select(keep), enc.select(keep)
+            state, memory = state.select(keep), memory.select(keep)
         prev = token
     lengths = (tokens != EOS).sum(1).tolist()  # tokens before the first EOS
     rows = tokens.cpu().tolist()
@@ -240,8 +245,8 @@ def beam_search(
     if batch == 0:
         return finished.best(n_best)
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (N,) = (B*K,)
-    state = decoder.init_state(enc).select(expand)  # bridge and attention keys once per sentence
-    enc = enc.select(expand)  # the only copy of the encoder output over the beam
+    state = decoder.init_state(enc).select(expand)  # the bridge once per sentence
+    memory = decoder.memory(enc).select(expand)  # attention keys too; the only copy over the beam
     sent = torch.arange(batch, device=device)  # (B',) sentence of each live group of K rows
     scores = torch.full((batch, k), _NEG_INF, device=device)  # (B', K) log P of live hypotheses
     scores[:, 0] = 0.0  # all K rows start equal: let only the first one expand
@@ -251,7 +256,7 @@ def beam_search(
         history_attn = torch.zeros(batch * k, steps, src_len, device=device)  # (N, T, S)
     prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)  # (N,)
     for t in range(steps):
-        logits, state, attn = decoder.step(prev, state, enc)  # (N, V), (N, S)
+        logits, state, attn = decoder.step(prev, state, memory)  # (N, V), (N, S)
         live = sent.numel()
         # Two stages: each row's 2K best tokens hold the sentence's 2K best of K*V candidates.
         logp, token = _candidates(logits, (t >= max_len[sent]).repeat_interleave(k), 2 * k)
@@ -286,6 +291,6 @@ def beam_search(
             history_attn[:, t] = attn[rows].float()
         state = state.select(rows)
         if keep.numel() < live:
-            enc = enc.select(rows)  # rows of one sentence share its encoder output
+            memory = memory.select(rows)  # rows of one sentence share its memory
         scores, sent, prev = scores[keep], sent[keep], token
     return finished.best(n_best)

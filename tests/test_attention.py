@@ -15,7 +15,7 @@ def setup(seed=0):
 
 def test_matches_the_equation():
     attention, query, values, mask = setup()
-    context, weights = attention(query, attention.project_keys(values), values, mask)
+    context, weights = attention(query, attention.memory(values, mask))
     W_h, W_s, v = attention.key_proj.weight, attention.query_proj.weight, attention.energy.weight[0]
     for n in range(3):
         real = int(mask[n].sum())
@@ -29,11 +29,11 @@ def test_matches_the_equation():
 
 def test_padding_gets_no_weight_and_has_no_effect():
     attention, query, values, mask = setup()
-    context, weights = attention(query, attention.project_keys(values), values, mask)
+    context, weights = attention(query, attention.memory(values, mask))
     assert torch.all(weights[~mask] == 0)
     assert torch.allclose(weights.sum(-1), torch.ones(3))
     noisy = values.masked_fill(~mask[..., None], 1e4)  # garbage at the padded positions
-    context2, weights2 = attention(query, attention.project_keys(noisy), noisy, mask)
+    context2, weights2 = attention(query, attention.memory(noisy, mask))
     assert torch.equal(weights, weights2)
     assert torch.allclose(context, context2)
 
@@ -41,7 +41,7 @@ def test_padding_gets_no_weight_and_has_no_effect():
 def test_fully_masked_row_is_not_nan():
     attention, query, values, mask = setup()
     mask[1] = False
-    context, weights = attention(query, attention.project_keys(values), values, mask)
+    context, weights = attention(query, attention.memory(values, mask))
     assert torch.isfinite(context).all() and torch.isfinite(weights).all()
 
 
@@ -49,7 +49,7 @@ def test_shapes_and_gradients():
     attention, query, values, mask = setup()
     query.requires_grad_(True)
     values.requires_grad_(True)
-    context, weights = attention(query, attention.project_keys(values), values, mask)
+    context, weights = attention(query, attention.memory(values, mask))
     assert context.shape == (3, 6) and weights.shape == (3, 7)
     context.sum().backward()
     assert query.grad.abs().sum() > 0
@@ -65,11 +65,11 @@ def test_loop_form_equals_attend_with_gradients(use_weights):
     params = [values, queries, *attention.parameters()]
 
     def total(loop: bool) -> torch.Tensor:
-        keys = attention.project_keys(values)
+        memory = attention.memory(values, mask)
         if loop:
-            attend = attention.loop(keys, values, mask)
+            attend = attention.loop(memory)
         else:
-            attend = lambda q: attention.attend(q, keys, values, mask)  # noqa: E731
+            attend = lambda q: attention.attend(q, memory)  # noqa: E731
         loss = torch.zeros(())
         for t, query in enumerate(queries):
             context, weights = attend(attention.query_proj(query))

@@ -36,9 +36,9 @@ def test_forward_equals_step_by_step(cell, layers):
     hidden, attn = decoder(tgt_in, enc)
     assert hidden.shape == (3, 5, H) and attn.shape == (3, 5, S)
     logits = decoder.output(hidden)  # (B, T, V)
-    state = decoder.init_state(enc)
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
     for t in range(tgt_in.size(1)):
-        step_logits, state, step_attn = decoder.step(tgt_in[:, t], state, enc)
+        step_logits, state, step_attn = decoder.step(tgt_in[:, t], state, memory)
         assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
         assert torch.allclose(step_attn, attn[:, t], atol=1e-6)
     assert torch.allclose(state.feed, hidden[:, -1], atol=1e-6)
@@ -58,20 +58,22 @@ def test_padded_source_positions_have_no_effect():
     assert torch.allclose(hidden, hidden2)
 
 
-def test_state_select_reorders():
+def test_state_and_memory_select_reorder():
     decoder, enc, tgt_in = make()
-    state = decoder.init_state(enc)
-    _, state, _ = decoder.step(tgt_in[:, 0], state, enc)
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
+    _, state, _ = decoder.step(tgt_in[:, 0], state, memory)
     index = torch.tensor([2, 2, 0, 1])
     picked = state.select(index)
     assert isinstance(picked, DecoderState)
     for field in ("h", "c"):
         assert torch.equal(getattr(picked, field), getattr(state, field)[:, index])
     assert torch.equal(picked.feed, state.feed[index])
-    assert torch.equal(picked.keys, state.keys[index])
+    picked_memory = memory.select(index)
+    for field in ("keys", "values", "mask"):
+        assert torch.equal(getattr(picked_memory, field), getattr(memory, field)[index])
     # Stepping the selected rows equals selecting the stepped rows.
-    logits, _, attn = decoder.step(tgt_in[index, 1], picked, enc.select(index))
-    logits_all, _, attn_all = decoder.step(tgt_in[:, 1], state, enc)
+    logits, _, attn = decoder.step(tgt_in[index, 1], picked, picked_memory)
+    logits_all, _, attn_all = decoder.step(tgt_in[:, 1], state, memory)
     assert torch.allclose(logits, logits_all[index], atol=1e-6)
     assert torch.allclose(attn, attn_all[index], atol=1e-6)
 
@@ -122,7 +124,7 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     expected_h = torch.tanh(decoder.bridge_h(enc.final)).view(3, 2, H).transpose(0, 1)
     assert torch.allclose(state.h, expected_h)
     assert torch.all(state.feed == 0)
-    assert torch.allclose(state.keys, decoder.attention.project_keys(enc.states))
+    assert torch.allclose(decoder.memory(enc).keys, decoder.attention.key_proj(enc.states))
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
@@ -141,7 +143,7 @@ def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch)
     monkeypatch.setattr("nmt.decoder.step_linear", lambda module: module)
     monkeypatch.setattr(
         "nmt.attention.AdditiveAttention.loop",
-        lambda self, keys, values, mask: lambda q: self.attend(q, keys, values, mask),
+        lambda self, memory: lambda q: self.attend(q, memory),
     )
     plain_loss, want = grads()
     assert torch.allclose(loss, plain_loss, atol=1e-5)

@@ -67,6 +67,9 @@ class ScriptedDecoder:
         self.table, self.vocab, self.default = table, vocab, default or {EOS: 1.0}
         self.steps = 0
 
+    def memory(self, enc: FakeEnc) -> FakeEnc:
+        return enc
+
     def init_state(self, enc: FakeEnc) -> FakeState:
         batch = enc.mask.size(0)
         return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
@@ -110,6 +113,9 @@ class RandomDecoder:
         self.bias[EOS] = eos_bias
         self.seen: set[tuple[int, ...]] = set()  # every history the decoder stepped on
         self.rows: list[int] = []  # N of every step
+
+    def memory(self, enc: FakeEnc) -> FakeEnc:
+        return enc
 
     def init_state(self, enc: FakeEnc) -> FakeState:
         mean = enc.states.sum(1) / enc.mask.sum(1, keepdim=True)  # (B, H)
@@ -240,6 +246,9 @@ class TieDecoder:
 
     def __init__(self, high: int):
         self.high = high
+
+    def memory(self, enc: FakeEnc) -> FakeEnc:
+        return enc
 
     def init_state(self, enc: FakeEnc) -> FakeState:
         batch = enc.mask.size(0)
