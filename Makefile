@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench bench-memory bench-bleu clean
+.PHONY: setup test lint format demo bench bench-memory bench-bleu bench-profile clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ bench-memory: $(STAMP)
 
 bench-bleu: $(STAMP)
 	$(BIN)/python recipes/bench/time_to_bleu.py $(if $(PEERS),--peers $(PEERS)) $(BLEU_ARGS)
+
+bench-profile: $(STAMP)
+	$(BIN)/python recipes/bench/hotspots.py $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs out bench-out

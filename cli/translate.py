@@ -33,8 +33,10 @@ def translate(
     attention_json: Annotated[Optional[Path], typer.Option(help="Dump attention weights to this JSON file.")] = None,
     attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
     precision: Annotated[
-        str, typer.Option(help="Decoder multiplies: fp32, bf16 (fast where the CPU or GPU has native bf16) or int8 (CPU).")
-    ] = "fp32",
+        str,
+        typer.Option(help="Decoder multiplies: fp32, bf16, int8 (CPU) or auto: bf16 where the CPU "
+                     "(AMX or AVX512-BF16) or GPU multiplies it natively, else fp32."),
+    ] = "auto",
     device: Device = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,
 ) -> None:

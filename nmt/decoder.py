@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from nmt import padrows
 from nmt.attention import AdditiveAttention, Attend, Memory
+from nmt.dropout import Dropout
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
 from nmt.steplinear import step_linear
@@ -131,7 +132,7 @@ class Decoder(nn.Module):
         self.layers = layers
         self.cell = cell
         self._cell = CELLS[cell]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.bridge_h = nn.Linear(enc_size, layers * hidden_size)
         self.bridge_c = nn.Linear(enc_size, layers * hidden_size) if cell == "lstm" else None
         # Layer 0's input [y; a] is multiplied as emb_proj(y) (hoisted, with bias) + feed_proj(a).

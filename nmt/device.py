@@ -51,6 +51,21 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.float16
 
 
+def native_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether bf16 multiplies run natively (faster than float32): CUDA with bf16 support, or
+    an x86 CPU with AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo; elsewhere False)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.dropout import Dropout
 from nmt.embeddings import Embeddings
 from nmt.vocab import PAD
 
@@ -57,7 +58,7 @@ class Encoder(nn.Module):
     ):
         super().__init__()
         self.embeddings = embeddings
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.hidden_size = hidden_size
         self.layers = layers
         self.rnn = RNN_CLASSES[cell](

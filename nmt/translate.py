@@ -22,7 +22,8 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
-PRECISIONS = ("fp32", "bf16", "int8")  # of the decoders' multiplies (quantize.py)
+# Of the decoders' multiplies (quantize.py); auto = bf16 where it is native (device.native_bf16).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
     """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it).
 
     `precision` int8 (CPU only) or bf16 runs the decoders' multiplies in low precision
-    (quantize.py); fp32 is the plain model.
+    (quantize.py); fp32 is the plain model; auto is bf16 where the device multiplies bf16
+    natively, else fp32.
     """
     from nmt.bundle import open_bundle
     from nmt.config import resolve
@@ -193,6 +195,10 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "int8" and device.type != "cpu":
         raise ConfigError("int8 precision is for translation on the CPU")
+    if precision == "auto":
+        from nmt.device import native_bf16
+
+        precision = "bf16" if native_bf16(device) else "fp32"
     state = checkpoint.load(find_checkpoint(path), mmap=True)
     model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
     with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:

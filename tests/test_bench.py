@@ -50,6 +50,16 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
     assert "greedy --precision int8 sentences/s" in done.stdout
     assert "training bf16 target tokens/s" in done.stdout
 
+    # make bench-profile on what the bench built: a table of operators for each part.
+    profiled = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "hotspots.py"),
+                               "--bundle", str(out / "bundle"), "--model", str(out / "model"),
+                               "--config", str(config), "--batches", "2", "--sentences", "8",
+                               "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert profiled.returncode == 0, profiled.stderr
+    for part in ("## Training, fp32", "## Beam 5, fp32"):
+        assert part in profiled.stdout
+    assert profiled.stdout.count("Self CPU time total") == 2
+
 
 def test_peer_output_is_parsed():
     text = "\n".join([

@@ -74,3 +74,10 @@ def test_low_precision_translations_are_as_good_as_fp32(translators, precision, 
 def test_unknown_precision_is_refused(reversal_run):
     with pytest.raises(ConfigError, match="precision must be one of"):
         load_translator(reversal_run, torch.device("cpu"), "fp8")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_where_native(reversal_run, monkeypatch, native):
+    monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
+    auto = load_translator(reversal_run, torch.device("cpu"), "auto")
+    assert _swapped(auto.model.decoders["rev"].out_proj, "bf16") is native

@@ -49,7 +49,7 @@ def train_ours(args: argparse.Namespace, bundle: Path) -> list[dict[str, Any]]:
     shutil.rmtree(model, ignore_errors=True)
     cmd = [*NMT, "-q", "train", "--data", str(bundle), "--out", str(model), "--config",
            str(args.config), "--valid-every", str(args.every), "--keep-last", "1",
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--precision", args.precision]
     log = args.out / "nmt-train.log"  # a file, not a pipe: nobody reads it while training runs
     start = time.perf_counter()
     with open(log, "wb") as errors:
@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="our time limit")
     parser.add_argument("--every", type=int, default=250, help="updates between curve points")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", help="ours: fp32 or bf16 (nmt train)")
     parser.add_argument("--peers", type=Path, help="also train OpenNMT-py (venv made here)")
     parser.add_argument("--onmt-minutes", type=float,
                         help="OpenNMT-py's time (default: 3x ours to the target, else --minutes)")
@@ -175,7 +176,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     bundle = args.out / "bundle"
     preprocess_multi30k(args.data, bundle)
-    report: dict[str, Any] = {"target": args.target, "config": str(args.config)}
+    report: dict[str, Any] = {"target": args.target, "config": str(args.config),
+                              "precision": args.precision}
     ours = train_ours(args, bundle)
     report["nmt"] = {"curve": ours, "minutes_to_target": minutes_to(ours, args.target)}
     if args.peers:
