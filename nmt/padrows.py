@@ -13,9 +13,11 @@ nothing and are never padded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def bucket(rows: int) -> int:
@@ -41,7 +43,8 @@ def pad_rows(x: Tensor) -> Tensor:
     return F.pad(x, (0, 0, 0, extra)) if extra else x
 
 
-def linear(layer: nn.Module, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+def linear(layer: Callable[[Tensor], Tensor], x: Tensor,
+           dtype: torch.dtype | None = None) -> Tensor:
     """layer(x) for x (..., in), the leading dimensions flattened into padded rows when the
     multiply runs in bf16 on the CPU (autocast on, or `dtype` the layer's weight dtype)."""
     if not needs_padding(x, dtype):

@@ -37,9 +37,11 @@ class Bf16Linear(nn.Module):
             bias.detach().to(torch.bfloat16), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, x.size(-1)).to(torch.bfloat16)  # (M, in)
-        out = F.linear(padrows.pad_rows(rows), self.weight, self.bias)[: rows.size(0)]
-        return out.float().view(*x.shape[:-1], out.size(-1))
+        x = x.to(torch.bfloat16)
+        return padrows.linear(self._multiply, x, torch.bfloat16).float()
+
+    def _multiply(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
 def quantize_decoders(model: nn.Module) -> nn.Module:
