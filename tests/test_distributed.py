@@ -41,8 +41,11 @@ def test_two_processes_equal_one_with_double_batch(tmp_path):
     _train([*common, "--out", str(tmp_path / "ddp"), "--batch-size", "8"], 2, tmp_path)
     single = checkpoint.load(checkpoint.step_path(tmp_path / "single", 1))["model"]
     ddp = checkpoint.load(checkpoint.step_path(tmp_path / "ddp", 1))["model"]
+    # Adam's first step is lr * g / (|g| + eps): where a gradient element is near eps, the
+    # rounding of different kernel shapes (batch 8 against 16) moves it by up to ~1e-6 at lr 0.01;
+    # a wrong reduction would move it by about lr.
     for key, value in single.items():
-        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-5, msg=key)
     # The update did something: the comparison is not between two untouched models.
     moments = checkpoint.load(checkpoint.step_path(tmp_path / "single", 1))["optimizer"]["state"]
     assert any(float(state["exp_avg"].abs().sum()) > 0 for state in moments.values())

@@ -63,3 +63,43 @@ def test_dropout_is_active_in_training():
     encoder, tokens, lengths = make("lstm")
     encoder.train()
     assert not torch.allclose(encoder(tokens, lengths).states, encoder(tokens, lengths).states)
+
+
+def _outputs(encoder, path, emb, lengths):
+    states, final = getattr(encoder, path)(emb, lengths)
+    return [states, *(final if isinstance(final, tuple) else (final,))]
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2),
+                                              ("gru", 2)])
+def test_unpacked_pieces_equal_the_packed_kernel(cell, layers):
+    """The CPU's segmented form against nn.LSTM/GRU/RNN on packed sentences: the states, the
+    final summary and every gradient (empty sentences encode one padded position; columns past
+    every length stay zero)."""
+    encoder, _, _ = make(cell, layers)
+    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])  # clamped to 1 by forward()
+    emb = torch.randn(7, 8, 5)
+    results = []
+    for path in ("_packed", "_segmented"):
+        leaf = emb.clone().requires_grad_()
+        outputs = _outputs(encoder, path, leaf, lengths.clamp(min=1))
+        torch.manual_seed(1)  # the same loss weights for both
+        weights = [torch.randn_like(out) for out in outputs]
+        sum((out * w).sum() for out, w in zip(outputs, weights, strict=True)).backward()
+        grads = [leaf.grad] + [p.grad.clone() for p in encoder.rnn.parameters()]
+        encoder.zero_grad()
+        results.append((outputs, grads))
+    (packed, packed_grads), (pieces, pieces_grads) = results
+    for a, b in zip(packed + packed_grads, pieces + pieces_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert torch.all(pieces[0][:, 6:] == 0)
+
+
+def test_unpacked_pieces_in_bf16_stay_close():
+    encoder, tokens, lengths = make("lstm")
+    emb = encoder.embeddings(tokens)
+    reference = _outputs(encoder, "_packed", emb, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = _outputs(encoder, "_segmented", emb, lengths)
+    for a, b in zip(reference, fast, strict=True):
+        assert torch.allclose(a, b.float(), atol=0.03)
