@@ -191,6 +191,10 @@ class Trainer:
                   "time": time.perf_counter()}
         per_task = {t: torch.zeros((), device=self.device) for t in self.tasks}
         stop_reason = self._stop_reason()
+        if self.dist.main:
+            dtype = "fp32" if self.amp is None else str(self.amp).removeprefix("torch.")
+            self.report({"kind": "info", "message": f"training on {self.device}, multiplies in "
+                         f"{dtype} (--precision {cfg.precision})"})
         while stop_reason is None:
             self.model.train()
             self.schedule.step(self.step)

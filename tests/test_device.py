@@ -7,9 +7,11 @@ from nmt.errors import ConfigError
 CPU = torch.device("cpu")
 
 
-def test_cpu_precisions():
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_precisions(monkeypatch, native):
+    monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
     assert autocast_dtype(CPU, "fp32") is None
-    assert autocast_dtype(CPU, "auto") is None
+    assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)
     assert autocast_dtype(CPU, "bf16") == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16 is for CUDA"):
         autocast_dtype(CPU, "fp16")

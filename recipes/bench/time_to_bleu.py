@@ -166,7 +166,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="our time limit")
     parser.add_argument("--every", type=int, default=250, help="updates between curve points")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", default="fp32", help="ours: fp32 or bf16 (nmt train)")
+    parser.add_argument("--precision", default="auto",
+                        help="ours: nmt train --precision (auto: bf16 where native, else fp32)")
     parser.add_argument("--peers", type=Path, help="also train OpenNMT-py (venv made here)")
     parser.add_argument("--onmt-minutes", type=float,
                         help="OpenNMT-py's time (default: 3x ours to the target, else --minutes)")
