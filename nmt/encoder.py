@@ -27,7 +27,7 @@ RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 # The multi-step kernels nn.LSTM / GRU / RNN call, for one direction of one layer.
 KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn": torch.rnn_tanh}
 
-# A direction's recurrent state: (h, c) for the LSTM, h otherwise; each (1, B, H/2).
+# A recurrent state, or a final summary: (h, c) for the LSTM, h otherwise.
 State = Tensor | tuple[Tensor, Tensor]
 
 
@@ -98,7 +98,7 @@ class Encoder(nn.Module):
             return EncoderOutput(states, mask, final[0], final[1])
         return EncoderOutput(states, mask, final)
 
-    def _packed(self, emb: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    def _packed(self, emb: Tensor, lengths: Tensor) -> tuple[Tensor, State]:
         """All layers and directions in one call of the packed kernel."""
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
