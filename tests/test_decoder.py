@@ -124,7 +124,7 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     expected_h = torch.tanh(decoder.bridge_h(enc.final)).view(3, 2, H).transpose(0, 1)
     assert torch.allclose(state.h, expected_h)
     assert torch.all(state.feed == 0)
-    assert torch.allclose(decoder.memory(enc).keys, decoder.attention.key_proj(enc.states))
+    assert torch.allclose(decoder.memory(enc).keys, 2 * decoder.attention.key_proj(enc.states))
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
