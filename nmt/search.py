@@ -99,10 +99,13 @@ def _candidates(logits: Tensor, must_end: Tensor, width: int) -> tuple[Tensor, T
     logits = logits.float()  # (N, V); bf16/fp16 under autocast would round the scores
     norm = logits.logsumexp(-1, keepdim=True)  # (N, 1)
     logits[:, [PAD, BOS]] = _NEG_INF  # in place: the decoder keeps no reference to its logits
-    eos = logits[:, EOS].clone()  # (N,)
-    logits.masked_fill_(must_end[:, None], _NEG_INF)
-    logits[:, EOS] = eos
     top, token = logits.topk(min(width, logits.size(1)), dim=1)  # (N, W), best first
+    # Rows that must end get EOS first and -inf after it, on the (N, W) result: masking the
+    # whole (N, V) logits instead was 3% of a beam step.
+    end = must_end[:, None]  # (N, 1)
+    first = torch.arange(top.size(1), device=top.device) == 0  # (W,)
+    top = torch.where(end, torch.where(first, logits[:, EOS, None], _NEG_INF), top)
+    token = torch.where(end & first, EOS, token)
     return top - norm, token
 
 
