@@ -5,7 +5,8 @@
     context = sum_j a_j h_j
 
 W_h h_j (the keys) does not depend on t: `memory` computes it once per sentence, with the values and
-the mask, and each step costs one (N, H) x (H, A) multiply for the query.
+the mask, and each step costs one (N, H) x (H, A) multiply for the query. A search reorders the
+memory only when sentences leave the batch: the K beams of a sentence share its rows.
 
 The scores are computed through the sigmoid: tanh(y) = 2 sigmoid(2y) - 1, and a softmax does not
 change when the same constant (here -sum(v)) is added to every score, so
@@ -14,8 +15,7 @@ change when the same constant (here -sum(v)) is added to every score, so
 
 exactly. Memory keeps 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place. On the
 CPU PyTorch's float32 tanh costs about 6x its sigmoid (1.4 against 0.25 ns per element on the
-2-core EPYC), and that tanh over (N, S, A) was the largest pointwise operation of a search step. A search reorders the
-memory only when sentences leave the batch: the K beams of a sentence share its rows.
+2-core EPYC), and that tanh over (N, S, A) was the largest pointwise operation of a search step.
 
 Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
 spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
@@ -67,7 +67,8 @@ class AdditiveAttention(nn.Module):
         self.energy = nn.Linear(attention_size, 1, bias=False)  # v
 
     def memory(self, states: Tensor, mask: Tensor) -> Memory:
-        """Encoder states (B, S, H) and mask (B, S) -> Memory with keys 2 W_h h_j; once a sentence."""
+        """Encoder states (B, S, H) and mask (B, S) -> Memory with keys 2 W_h h_j, once a
+        sentence."""
         return Memory(2.0 * padrows.linear(self.key_proj, states), states, mask)
 
     def forward(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
