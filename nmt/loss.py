@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt import padcols, padrows
 from nmt.decoder import Decoder
 from nmt.vocab import PAD
 
@@ -70,15 +70,15 @@ class _OutputCrossEntropy(torch.autograd.Function):
         # the softmax and loss in float32; rows padded as padrows.py explains.
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        rows = hidden.size(0)
+        rows, vocab = hidden.size(0), weight.size(0)
         if dtype is not None:
             hidden, weight, bias = hidden.to(dtype), weight.to(dtype), bias.to(dtype)
             if padrows.needs_padding(hidden, dtype):
                 hidden = padrows.pad_rows(hidden)  # (M', H), zero rows added
+        weight, bias = padcols.pad_output(weight, bias)  # (V', H), (V',): see padcols.py
         with torch.autocast(device, enabled=False):
-            padded = torch.addmm(bias, hidden, weight.t()).float()  # (M', V)
-        logits = padded[:rows]  # (M, V)
-        vocab = logits.size(1)
+            padded = torch.addmm(bias, hidden, weight.t()).float()  # (M', V')
+        logits = padded[:rows, :vocab]  # (M, V), a view
         picked = logits.gather(1, targets[:, None])  # (M, 1)
         loss = picked.sum() * (smoothing - 1.0)
         if smoothing:
@@ -93,7 +93,8 @@ class _OutputCrossEntropy(torch.autograd.Function):
         grad.scatter_add_(1, targets[:, None], picked.new_full(picked.shape, smoothing - 1.0))
         ctx.grad_bias = grad.sum(0)  # (V,) in float32, before any rounding of grad
         padded[rows:] = 0.0  # the padding rows get no gradient
-        ctx.rows = rows
+        padded[:, vocab:] = 0.0  # nor do the padding columns
+        ctx.rows, ctx.vocab = rows, vocab
         ctx.save_for_backward(hidden, weight, padded.to(hidden.dtype))
         return loss
 
@@ -104,7 +105,9 @@ class _OutputCrossEntropy(torch.autograd.Function):
         # Scale the small products, not the (M, V) matrix, by the incoming scalar gradient.
         scale = grad_loss.to(grad.dtype)
         grad_hidden = (grad @ weight)[: ctx.rows].mul_(scale) if need_hidden else None  # (M, H)
-        grad_weight = (grad.t() @ hidden).mul_(scale) if need_weight else None  # (V, H)
+        grad_weight = None
+        if need_weight:
+            grad_weight = (grad.t() @ hidden)[: ctx.vocab].mul_(scale)  # (V, H)
         grad_bias = ctx.grad_bias.mul_(grad_loss) if need_bias else None  # (V,)
         return grad_hidden, grad_weight, grad_bias, None, None
 

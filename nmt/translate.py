@@ -190,6 +190,7 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
     from nmt.bundle import open_bundle
     from nmt.config import resolve
     from nmt.model import build_model
+    from nmt.padcols import pad_output_layers
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -216,7 +217,7 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
         dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
         model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
                               assign=True)
-        model = model.to(device).eval()
+        model = pad_output_layers(model.to(device).eval())
         if precision != "fp32":
             from nmt.quantize import bf16_decoders, quantize_decoders
 

@@ -33,7 +33,8 @@ def test_padding_free_equals_full_shape_cross_entropy(smoothing):
     decoder, hidden, tgt_out = setup()
     loss, n_tokens = sequence_loss(decoder, hidden, tgt_out, smoothing)
     assert loss.dim() == 0 and n_tokens.dim() == 0 and int(n_tokens) == 11
-    grads = torch.autograd.grad(loss, [hidden, decoder.out_proj.weight])
+    params = [hidden, decoder.out_proj.weight, decoder.out_proj.bias]
+    grads = torch.autograd.grad(loss, params)
 
     logits = decoder.output(hidden)  # (B, T, V)
     expected = F.cross_entropy(
@@ -43,7 +44,7 @@ def test_padding_free_equals_full_shape_cross_entropy(smoothing):
         label_smoothing=smoothing,
         reduction="sum",
     )
-    expected_grads = torch.autograd.grad(expected, [hidden, decoder.out_proj.weight])
+    expected_grads = torch.autograd.grad(expected, params)
     assert torch.allclose(loss, expected, atol=1e-5)
     for got, want in zip(grads, expected_grads, strict=True):
         assert torch.allclose(got, want, atol=1e-6)

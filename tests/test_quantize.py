@@ -7,6 +7,7 @@ import torch
 from conftest import write_reversal
 
 from nmt.errors import ConfigError
+from nmt.padcols import PaddedLinear
 from nmt.quantize import Bf16Linear
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
@@ -16,6 +17,12 @@ LOW = ["int8", "bf16"]
 @pytest.fixture(scope="module")
 def translators(reversal_run):
     return {p: load_translator(reversal_run, torch.device("cpu"), p) for p in ("fp32", *LOW)}
+
+
+def _output_multiply(decoder):
+    """The Linear inside the output layer (padcols.PaddedLinear wraps it where V % 8 != 0)."""
+    out = decoder.out_proj
+    return out.linear if isinstance(out, PaddedLinear) else out
 
 
 def _swapped(module, precision: str) -> bool:
@@ -28,14 +35,14 @@ def _swapped(module, precision: str) -> bool:
 def test_the_decoder_multiplies_are_swapped_and_the_encoder_is_not(translators, precision):
     low = translators[precision]
     decoder = low.model.decoders["rev"]
-    linears = [decoder.out_proj, decoder.combine, decoder.emb_proj, decoder.feed_proj,
+    linears = [_output_multiply(decoder), decoder.combine, decoder.emb_proj, decoder.feed_proj,
                *decoder.recurrent, decoder.attention.query_proj, decoder.bridge_h]
     for module in linears:
         assert _swapped(module, precision), module
     assert low.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
     plain = translators["fp32"].model.decoders["rev"]
-    assert type(plain.out_proj) is torch.nn.Linear  # the fp32 model is untouched
-    assert plain.out_proj.weight.dtype == torch.float32
+    assert type(_output_multiply(plain)) is torch.nn.Linear  # the fp32 model is untouched
+    assert _output_multiply(plain).weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("precision", LOW)
@@ -80,4 +87,4 @@ def test_unknown_precision_is_refused(reversal_run):
 def test_auto_is_bf16_where_native(reversal_run, monkeypatch, native):
     monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
     auto = load_translator(reversal_run, torch.device("cpu"), "auto")
-    assert _swapped(auto.model.decoders["rev"].out_proj, "bf16") is native
+    assert _swapped(_output_multiply(auto.model.decoders["rev"]), "bf16") is native
