@@ -35,7 +35,8 @@ def translate(
     precision: Annotated[
         str,
         typer.Option(help="Decoder multiplies: fp32, bf16, int8 (CPU) or auto: bf16 where the CPU "
-                     "(AMX or AVX512-BF16) or GPU multiplies it natively, else fp32."),
+                     "(AMX or AVX512-BF16) or GPU multiplies it natively, else int8 on the CPU "
+                     "and fp32 on a GPU."),
     ] = "auto",
     device: Device = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,

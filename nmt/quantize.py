@@ -11,8 +11,9 @@ recent x86 CPUs, tensor cores on GPUs); inputs are rounded to bf16 on the way in
 back as float32, so the recurrent state, attention and scores stay float32. The attention energy
 v stays float32: its input is (N, S, A) per step, a rounding pass larger than the multiply.
 
-The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. Off by default;
-`nmt translate --precision int8|bf16` (speed and BLEU measured in the README).
+The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. `nmt translate
+--precision int8|bf16`; `auto`, the default, takes bf16 where it is native and int8 on other
+CPUs (translate.auto_precision; speed and BLEU measured in the README).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ class Bf16Linear(nn.Module):
 
     def _multiply(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+
+def int8_available() -> bool:
+    """Whether this PyTorch has dynamic int8 quantization (deprecated, to move to torchao)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic  # noqa: F401
+    except ImportError:
+        return False
+    return bool({"fbgemm", "qnnpack"} & set(torch.backends.quantized.supported_engines))
 
 
 def quantize_decoders(model: nn.Module) -> nn.Module:

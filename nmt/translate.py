@@ -180,12 +180,26 @@ def find_checkpoint(path: Path) -> Path:
     return path
 
 
+def auto_precision(device: torch.device) -> str:
+    """bf16 where the device multiplies bf16 natively; else int8 on the CPU (where PyTorch
+    still ships dynamic quantization), fp32 elsewhere.
+
+    int8 kept BLEU within 0.3 of fp32 on test_2016_flickr (reference model, beam 5 and greedy;
+    a GRU and a character-level model too; README) and is 1.4-1.8x faster on CPUs without bf16.
+    """
+    from nmt.device import native_bf16
+    from nmt.quantize import int8_available
+
+    if native_bf16(device):
+        return "bf16"
+    return "int8" if device.type == "cpu" and int8_available() else "fp32"
+
+
 def load_translator(path: Path, device: torch.device, precision: str = "fp32") -> Translator:
     """Rebuild model, tokenizers and vocabularies from one checkpoint (no code is run from it).
 
     `precision` int8 (CPU only) or bf16 runs the decoders' multiplies in low precision
-    (quantize.py); fp32 is the plain model; auto is bf16 where the device multiplies bf16
-    natively, else fp32.
+    (quantize.py); fp32 is the plain model; auto is `auto_precision(device)`.
     """
     from nmt.bundle import open_bundle
     from nmt.config import resolve
@@ -197,9 +211,7 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
     if precision == "int8" and device.type != "cpu":
         raise ConfigError("int8 precision is for translation on the CPU")
     if precision == "auto":
-        from nmt.device import native_bf16
-
-        precision = "bf16" if native_bf16(device) else "fp32"
+        precision = auto_precision(device)
     state = checkpoint.load(find_checkpoint(path), mmap=True)
     model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
     with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:

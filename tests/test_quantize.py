@@ -8,8 +8,8 @@ from conftest import write_reversal
 
 from nmt.errors import ConfigError
 from nmt.padcols import PaddedLinear
-from nmt.quantize import Bf16Linear
-from nmt.translate import SearchOptions, load_translator, translate_stream
+from nmt.quantize import Bf16Linear, int8_available
+from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
 
 LOW = ["int8", "bf16"]
 
@@ -83,8 +83,23 @@ def test_unknown_precision_is_refused(reversal_run):
         load_translator(reversal_run, torch.device("cpu"), "fp8")
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_is_bf16_where_native(reversal_run, monkeypatch, native):
+@pytest.mark.parametrize(("native", "int8", "want"), [
+    (True, True, "bf16"), (False, True, "int8"), (False, False, "fp32")])
+def test_auto_is_bf16_where_native_else_int8_on_the_cpu(reversal_run, monkeypatch, native, int8,
+                                                        want):
     monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
-    auto = load_translator(reversal_run, torch.device("cpu"), "auto")
-    assert _swapped(_output_multiply(auto.model.decoders["rev"]), "bf16") is native
+    monkeypatch.setattr("nmt.quantize.int8_available", lambda: int8)
+    assert auto_precision(torch.device("cpu")) == want
+    out = _output_multiply(load_translator(reversal_run, torch.device("cpu"), "auto").model
+                           .decoders["rev"])
+    for precision in LOW:
+        assert _swapped(out, precision) is (precision == want)
+
+
+def test_auto_is_fp32_on_a_device_without_bf16(monkeypatch):
+    monkeypatch.setattr("nmt.device.native_bf16", lambda device: False)
+    assert auto_precision(torch.device("cuda")) == "fp32"  # int8 is for the CPU
+
+
+def test_this_pytorch_has_int8():
+    assert int8_available()  # torch 2.11-2.14 on x86 and ARM all ship it
