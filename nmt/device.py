@@ -43,8 +43,14 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type == "cpu":
         if precision == "fp16":
             raise ConfigError("precision: fp16 is for CUDA; on the CPU use bf16 or fp32")
+        native = native_bf16(device)
         if precision == "auto":
-            return torch.bfloat16 if native_bf16(device) else None
+            return torch.bfloat16 if native else None
+        if not native:
+            # oneDNN has no bf16 LSTM kernel on such CPUs (AVX2 only), and emulated bf16
+            # multiplies are slower than fp32 anyway.
+            raise ConfigError("precision: bf16 on the CPU needs AMX-BF16 or AVX512-BF16, which "
+                              "this CPU lacks; use fp32 or auto")
         return torch.bfloat16
     if device.type != "cuda":
         return None

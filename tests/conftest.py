@@ -6,7 +6,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
+
+from nmt.device import native_bf16
+
+# bf16 training on the CPU is refused where it is not native (device.autocast_dtype).
+NEEDS_BF16 = pytest.mark.skipif(not native_bf16(torch.device("cpu")),
+                                reason="this CPU has neither AMX-BF16 nor AVX512-BF16")
 
 MULTI30K = Path(__file__).parents[2] / "shared" / "data" / "multi30k"
 

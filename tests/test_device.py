@@ -12,7 +12,11 @@ def test_cpu_precisions(monkeypatch, native):
     monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
     assert autocast_dtype(CPU, "fp32") is None
     assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)
-    assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    if native:
+        assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match="needs AMX-BF16 or AVX512-BF16"):
+            autocast_dtype(CPU, "bf16")
     with pytest.raises(ConfigError, match="fp16 is for CUDA"):
         autocast_dtype(CPU, "fp16")
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import NEEDS_BF16
 
 from nmt.embeddings import Embeddings
 from nmt.encoder import Encoder, EncoderOutput
@@ -95,6 +96,7 @@ def test_unpacked_pieces_equal_the_packed_kernel(cell, layers):
     assert torch.all(pieces[0][:, 6:] == 0)
 
 
+@NEEDS_BF16
 def test_unpacked_pieces_in_bf16_stay_close():
     encoder, tokens, lengths = make("lstm")
     emb = encoder.embeddings(tokens)

@@ -20,6 +20,7 @@ from nmt.train import train
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
 from conftest import REVERSAL_SYMBOLS as SYMBOLS
+from conftest import NEEDS_BF16
 
 SMALL = {
     "emb-size": 32,
@@ -32,7 +33,7 @@ SMALL = {
 }
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NEEDS_BF16)])
 def test_toy_reversal_is_learned(reversal_bundle, tmp_path, precision):
     """Greedy decoding solves >= 95% of unseen reversal inputs after a short training, in float32
     and with bf16 autocast (on the CPU too)."""
