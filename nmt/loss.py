@@ -92,8 +92,9 @@ class _OutputCrossEntropy(torch.autograd.Function):
             grad.sub_(smoothing / vocab)
         grad.scatter_add_(1, targets[:, None], picked.new_full(picked.shape, smoothing - 1.0))
         ctx.grad_bias = grad.sum(0)  # (V,) in float32, before any rounding of grad
+        # The padding columns are 0 (zero weight rows and bias); they meet zero weight rows in
+        # the backward multiplies, and their weight-gradient rows are dropped.
         padded[rows:] = 0.0  # the padding rows get no gradient
-        padded[:, vocab:] = 0.0  # nor do the padding columns
         ctx.rows, ctx.vocab = rows, vocab
         ctx.save_for_backward(hidden, weight, padded.to(hidden.dtype))
         return loss

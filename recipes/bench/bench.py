@@ -93,14 +93,6 @@ def translations(bf16: bool) -> list[tuple[str, int, str]]:
             for search, beam in (("beam5", 5), ("greedy", 1))]
 
 
-def native_bf16() -> bool:
-    import torch
-
-    from nmt.device import native_bf16 as native
-
-    return native(torch.device("cpu"))
-
-
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
@@ -124,7 +116,11 @@ def train_model(args: argparse.Namespace, bundle: Path, model: Path,
 def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     out, data = args.out, args.data
     bundle, model = out / "bundle", out / "model"
-    result: dict[str, Any] = {"native_bf16": native_bf16()}
+    import torch
+
+    from nmt.device import native_bf16
+
+    result: dict[str, Any] = {"native_bf16": native_bf16(torch.device("cpu"))}
     result["preprocess"] = preprocess_multi30k(data, bundle)
     if result["native_bf16"]:  # the bf16 run first: the fp32 model is the one translated below
         result["train_bf16"] = train_model(args, bundle, out / "model-bf16", "bf16")
