@@ -107,11 +107,14 @@ class AdditiveAttention(nn.Module):
 
 
 class _Records:
-    """One forward pass of the loop: what the steps share and what the tap's backward gathers."""
+    """One forward pass of the loop: what the steps share and what the tap's backward gathers.
+
+    The per-step lists are filled in backward only (steplinear.py says why: a reference cycle).
+    """
 
     def __init__(self) -> None:
-        self.weights: list[Tensor] = []  # per step (N, S)
-        self.context_grads: list[Tensor | None] = []  # per step (N, H), filled in backward
+        self.weights: list[Tensor] = []  # per step reached by backward (N, S)
+        self.context_grads: list[Tensor] = []  # and its context gradient (N, H)
         self.scratch: Tensor | None = None  # (N, S, A) sigmoid(keys + 2 query), one step at a time
         # Sums over the steps, made on the first backward step: dkeys / 2v and d(2v).
         self.keys_grad: Tensor | None = None  # (N, S, A)
@@ -139,14 +142,14 @@ class _Tap(torch.autograd.Function):
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
         (energy,) = ctx.saved_tensors
         rec = ctx.records
-        steps = [(w, g) for w, g in zip(rec.weights, rec.context_grads, strict=True)
-                 if g is not None]
-        if not steps or rec.keys_grad is None:
+        if rec.keys_grad is None:
             return None, None, None, None
-        # dvalues = sum_t a_t^T dcontext_t: one (S, T) x (T, H) product per sentence.
-        weights = torch.stack([w for w, _ in steps], dim=2)  # (N, S, T)
-        grads = torch.stack([g for _, g in steps], dim=1)  # (N, T, H)
-        grad_values = torch.bmm(weights, grads)  # (N, S, H)
+        grad_values = None
+        if rec.weights:
+            # dvalues = sum_t a_t^T dcontext_t: one (S, T) x (T, H) product per sentence.
+            weights = torch.stack(rec.weights, dim=2)  # (N, S, T)
+            grads = torch.stack(rec.context_grads, dim=1)  # (N, T, H)
+            grad_values = torch.bmm(weights, grads)  # (N, S, H)
         grad_keys = rec.keys_grad.mul_(energy.float())  # (N, S, A)
         grad_energy = rec.energy_grad
         rec.weights, rec.context_grads, rec.keys_grad, rec.energy_grad = [], [], None, None
@@ -175,9 +178,7 @@ class _Step(torch.autograd.Function):
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             weights = torch.softmax(scores, dim=-1)  # (N, S)
             context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
-        ctx.records, ctx.index = records, len(records.weights)
-        records.weights.append(weights)
-        records.context_grads.append(None)
+        ctx.records = records
         ctx.save_for_backward(query, keys, weights, values, energy)
         return context, weights
 
@@ -189,7 +190,8 @@ class _Step(torch.autograd.Function):
         grad_a = torch.zeros_like(weights)  # (N, S)
         if grad_context is not None:
             grad_context = grad_context.float()
-            rec.context_grads[ctx.index] = grad_context
+            rec.weights.append(weights)
+            rec.context_grads.append(grad_context)
             grad_a = torch.bmm(values, grad_context.unsqueeze(2)).squeeze(2)
         if grad_weights is not None:
             grad_a = grad_a + grad_weights

@@ -11,7 +11,7 @@ backward pass of a reference training batch on the CPU by 12% (200-217 to 178-18
     _Tap(W, b) -> W', b'   once before the loop; its backward computes dW and db
     _Step(x_t, W', b')     per step; its backward computes only dx_t and records dy_t
 Autograd runs a node only after every node that takes its outputs, so the tap's backward sees the
-dy_t of every step that received a gradient. The inputs x_t are kept as autograd would keep them.
+dy_t of every step that received a gradient. The inputs x_t are saved as autograd would save them.
 
 Under autocast the weights are cast to the autocast dtype once per forward pass (the tap), not at
 every step (autocast caches casts of leaf tensors only).
@@ -30,11 +30,16 @@ from nmt import padrows
 
 
 class _Records:
-    """Per forward pass: each step's input, and its output gradient once backward reached it."""
+    """Per forward pass: the input and output gradient of each step that backward reached.
+
+    Filled in backward only: tensors held here during the forward pass would close a reference
+    cycle through the graph (records -> tensor -> its graph -> the tap -> records), and a forward
+    pass not followed by backward would never be freed.
+    """
 
     def __init__(self) -> None:
         self.inputs: list[Tensor] = []
-        self.grads: list[Tensor | None] = []
+        self.grads: list[Tensor] = []
 
 
 class _Tap(torch.autograd.Function):
@@ -48,13 +53,12 @@ class _Tap(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
         records = ctx.records
-        pairs = [(x, g) for x, g in zip(records.inputs, records.grads, strict=True)
-                 if g is not None]
+        inputs, grads = records.inputs, records.grads
         records.inputs, records.grads = [], []  # free them as soon as they are used
-        if not pairs:
+        if not inputs:
             return None, None, None, None
-        x = torch.cat([x for x, _ in pairs])  # (T*B, in)
-        grad = torch.cat([g for _, g in pairs]).to(x.dtype)  # (T*B, out)
+        x = torch.cat(inputs)  # (T*B, in)
+        grad = torch.cat(grads).to(x.dtype)  # (T*B, out)
         if padrows.needs_padding(x, x.dtype):  # zero rows add nothing to the sums below
             x, grad = padrows.pad_rows(x), padrows.pad_rows(grad)
         grad_weight = grad.t() @ x if ctx.needs_input_grad[0] else None  # (out, in)
@@ -72,16 +76,15 @@ class _Step(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None,
                 records: _Records) -> Tensor:
         x = x.to(weight.dtype)
-        ctx.records, ctx.index = records, len(records.inputs)
-        records.inputs.append(x)
-        records.grads.append(None)
-        ctx.save_for_backward(weight)
+        ctx.records = records
+        ctx.save_for_backward(x, weight)
         return F.linear(x, weight, bias)  # (B, out)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (weight,) = ctx.saved_tensors
-        ctx.records.grads[ctx.index] = grad
+        x, weight = ctx.saved_tensors
+        ctx.records.inputs.append(x)
+        ctx.records.grads.append(grad)
         return grad.to(weight.dtype) @ weight, None, None, None  # (B, in)
 
 

@@ -56,8 +56,8 @@ def test_shapes_and_gradients():
     assert values.grad[~mask].abs().sum() == 0
 
 
-@pytest.mark.parametrize("use_weights", [False, True])
-def test_loop_form_equals_attend_with_gradients(use_weights):
+@pytest.mark.parametrize(("use_context", "use_weights"), [(True, False), (True, True), (False, True)])
+def test_loop_form_equals_attend_with_gradients(use_context, use_weights):
     """The training form (hand-written backward, gradients summed over steps) = plain autograd."""
     attention, _, values, mask = setup()
     values.requires_grad_(True)
@@ -73,7 +73,8 @@ def test_loop_form_equals_attend_with_gradients(use_weights):
         loss = torch.zeros(())
         for t, query in enumerate(queries):
             context, weights = attend(attention.query_proj(query))
-            loss = loss + (context * (t + 1)).sin().sum()
+            if use_context:
+                loss = loss + (context * (t + 1)).sin().sum()
             if use_weights:
                 loss = loss + (weights * torch.arange(7.0)).sum()
         return loss

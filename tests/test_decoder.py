@@ -1,3 +1,6 @@
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -151,3 +154,18 @@ def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch)
         assert (g is None) == (w is None)
         if g is not None:
             assert torch.allclose(g, w, atol=1e-5), (g - w).abs().max()
+
+
+def test_a_forward_pass_without_backward_frees_its_graph():
+    """The loop forms (steplinear.py, attention.py) must not keep a forward pass alive: one
+    with gradients that is never followed by backward (an exception, a user's evaluation with
+    grad on) is freed as soon as its outputs are."""
+    decoder, enc, tgt_in = make()
+    decoder.train()
+    states = enc.states.clone().requires_grad_()
+    watched = weakref.ref(states)
+    hidden, attn = decoder(tgt_in, EncoderOutput(states, enc.mask, enc.final, enc.final_cell))
+    assert hidden.grad_fn is not None
+    del hidden, attn, states
+    gc.collect()
+    assert watched() is None
