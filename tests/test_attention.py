@@ -56,7 +56,9 @@ def test_shapes_and_gradients():
     assert values.grad[~mask].abs().sum() == 0
 
 
-@pytest.mark.parametrize(("use_context", "use_weights"), [(True, False), (True, True), (False, True)])
+@pytest.mark.parametrize(
+    ("use_context", "use_weights"), [(True, False), (True, True), (False, True)]
+)
 def test_loop_form_equals_attend_with_gradients(use_context, use_weights):
     """The training form (hand-written backward, gradients summed over steps) = plain autograd."""
     attention, _, values, mask = setup()
