@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench bench-memory bench-bleu bench-profile clean
+.PHONY: setup test lint format demo bench bench-memory bench-bleu bench-profile bench-gpu clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,9 @@ bench-bleu: $(STAMP)
 
 bench-profile: $(STAMP)
 	$(BIN)/python recipes/bench/hotspots.py $(PROFILE_ARGS)
+
+bench-gpu: $(STAMP)
+	$(BIN)/python recipes/bench/gpu.py $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) runs out bench-out

@@ -69,6 +69,28 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
         assert part in profiled.stdout
     assert profiled.stdout.count("Self CPU time total") == 2
 
+    # make bench-gpu, here on the CPU: the checks run and the figures are well formed.
+    gpu_out = tmp_path / "gpu"
+    checked = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "gpu.py"),
+                              "--data", str(data), "--bundle", str(out / "bundle"), "--out",
+                              str(gpu_out), "--config", str(config), "--steps", "50", "--warmup",
+                              "25", "--device", "cpu", "--batches", "8"],
+                             capture_output=True, text=True, timeout=600)
+    assert checked.returncode == 0, checked.stderr
+    gpu = json.loads((gpu_out / "gpu.json").read_text())
+    fast = gpu["fast_paths"]
+    assert fast["grad_vs_cpu"] == 0.0  # the same device: the same computation
+    assert fast["grad_vs_plain_autograd"] < 1e-5 and fast["loss_device"] > 0
+    assert abs(fast["loss_plain_autograd"] - fast["loss_device"]) < 1e-5
+    assert gpu["train"]["tokens_per_s"] > 0
+    cli = gpu["translate_cli"]
+    assert cli["output_lines"] == cli["input_lines"] == 12
+    assert gpu["syncs"]["train_syncs"] is None and gpu["syncs"]["train_max_allocated_mb"] is None
+    precisions = ["fp32", *([] if fast["auto_dtype"] == "bf16" else ["int8"])]
+    assert set(gpu["translate"]) >= {f"{s}_b8_{p}" for s in ("beam5", "greedy") for p in precisions}
+    assert all(row["sentences_per_s"] > 0 for row in gpu["translate"].values())
+    assert "gradients vs plain autograd" in checked.stdout
+
 
 def test_peer_output_is_parsed():
     text = "\n".join([

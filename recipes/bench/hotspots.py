@@ -15,9 +15,11 @@ import argparse
 import gzip
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from nmt.bundle import open_bundle
@@ -33,23 +35,26 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST = ROOT.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
 
 
-def profile_training(args: argparse.Namespace) -> None:
-    model_cfg, train_cfg = resolve(load_file(args.config))
-    bundle = open_bundle(args.bundle)
+def training_step(config: Path, bundle_dir: Path, device: torch.device,
+                  dtype: torch.dtype | None, seed: int = 42) -> tuple[nn.Module, Callable[[], int]]:
+    """The reference model on `device` and one training update of it (next batch of the bundle's
+    training data: forward, backward, clipping, Adam), returning the batch's target tokens."""
+    model_cfg, train_cfg = resolve(load_file(config))
+    bundle = open_bundle(bundle_dir)
+    torch.manual_seed(seed)
     model = build_model(model_cfg, len(bundle.src_vocab),
-                        {t: len(bundle.tgt_vocabs[t]) for t in bundle.tasks})
+                        {t: len(bundle.tgt_vocabs[t]) for t in bundle.tasks}).to(device)
     task = bundle.tasks[0]
     loss_fn = BatchLoss(model, train_cfg.label_smoothing)
     optimizer = build_optimizer(model.parameters(), train_cfg)
     source, target = bundle.source("train"), bundle.target("train", task)
-    batches = iter(BucketSampler(source.lengths, target.lengths, train_cfg.batch_size, 0, 42))
-    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    batches = iter(BucketSampler(source.lengths, target.lengths, train_cfg.batch_size, 0, seed))
     model.train()
 
     def step() -> int:
-        batch = make_batch(source, target, next(batches), task)
+        batch = make_batch(source, target, next(batches), task).to(device)
         optimizer.zero_grad(set_to_none=True)
-        with autocast(torch.device("cpu"), dtype):
+        with autocast(device, dtype):
             loss, _ = loss_fn(batch.src_tokens, batch.src_lengths, batch.tgt_in, batch.tgt_out,
                               task)
         (loss / batch.n_tgt_tokens).backward()
@@ -57,6 +62,13 @@ def profile_training(args: argparse.Namespace) -> None:
         optimizer.step()
         return batch.n_tgt_tokens
 
+    return model, step
+
+
+def profile_training(args: argparse.Namespace) -> None:
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
+    _, step = training_step(args.config, args.bundle, torch.device("cpu"), dtype)
+    batch_size = resolve(load_file(args.config))[1].batch_size
     for _ in range(5):  # warm-up: kernels and allocator
         step()
     start, tokens = time.perf_counter(), sum(step() for _ in range(args.batches))
@@ -64,7 +76,7 @@ def profile_training(args: argparse.Namespace) -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.batches):
             step()
-    print(f"\n## Training, {args.precision}: {args.batches} batches of {train_cfg.batch_size} "
+    print(f"\n## Training, {args.precision}: {args.batches} batches of {batch_size} "
           f"sentences, {rate:.0f} target tokens/s without the profiler\n")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
