@@ -34,9 +34,9 @@ def translate(
     attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
     precision: Annotated[
         str,
-        typer.Option(help="Decoder multiplies: fp32, bf16, int8 (CPU) or auto: bf16 where the CPU "
-                     "(AMX or AVX512-BF16) or GPU multiplies it natively, else int8 on the CPU "
-                     "and fp32 on a GPU."),
+        typer.Option(help="Decoder multiplies: fp32, bf16 (GPU, or CPU with AMX or AVX512-BF16), "
+                     "int8 (CPU) or auto: int8 on the CPU (the fastest on every CPU measured), "
+                     "bf16 on a GPU that has it, else fp32."),
     ] = "auto",
     device: Device = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,

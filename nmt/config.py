@@ -80,7 +80,8 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _opt(
         "auto",
         "Autocast precision of the multiplies: bf16 (CUDA, or CPU with native bf16), fp16 (CUDA), "
-        "fp32. auto = bf16 where the GPU or CPU (AMX, AVX512-BF16) has it natively, else fp32.",
+        "fp32. auto = bf16 where the GPU has it, or the CPU (AMX, AVX512-BF16) has it and a probe "
+        "multiplies it faster than fp32; else fp32.",
     )
     threads: int = _opt(0, "CPU threads for torch; 0 means one per core.")
     tasks: str = _opt("", "Comma-separated tasks (target sides) to train; empty means all.")

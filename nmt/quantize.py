@@ -12,8 +12,8 @@ back as float32, so the recurrent state, attention and scores stay float32. The 
 v stays float32: its input is (N, S, A) per step, a rounding pass larger than the multiply.
 
 The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. `nmt translate
---precision int8|bf16`; `auto`, the default, takes bf16 where it is native and int8 on other
-CPUs (translate.auto_precision; speed and BLEU measured in the README).
+--precision int8|bf16`; `auto`, the default, takes int8 on the CPU and bf16 on a GPU that has
+it (translate.auto_precision; speed and BLEU measured in the README).
 """
 
 from __future__ import annotations

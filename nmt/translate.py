@@ -22,7 +22,7 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
-# Of the decoders' multiplies (quantize.py); auto = bf16 where it is native (device.native_bf16).
+# Of the decoders' multiplies (quantize.py); auto: `auto_precision`.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
@@ -181,18 +181,20 @@ def find_checkpoint(path: Path) -> Path:
 
 
 def auto_precision(device: torch.device) -> str:
-    """bf16 where the device multiplies bf16 natively; else int8 on the CPU (where PyTorch
-    still ships dynamic quantization), fp32 elsewhere.
+    """int8 on the CPU (where PyTorch ships dynamic quantization); bf16 on a GPU that has it;
+    else fp32.
 
     int8 kept BLEU within 0.3 of fp32 on test_2016_flickr (reference model, beam 5 and greedy;
-    a GRU and a character-level model too; README) and is 1.4-1.8x faster on CPUs without bf16.
+    a GRU and a character-level model too; README) and was the fastest on each CPU measured:
+    beam 5 1.2-2.1x and greedy 1.4-1.7x as fast as bf16 where bf16 was native (a Zen 4 EPYC, a
+    Xeon with AVX512-BF16), 1.4-1.8x fp32 on a Zen 3 EPYC without it.
     """
     from nmt.device import native_bf16
     from nmt.quantize import int8_available
 
-    if native_bf16(device):
-        return "bf16"
-    return "int8" if device.type == "cpu" and int8_available() else "fp32"
+    if device.type == "cpu":
+        return "int8" if int8_available() else "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def load_translator(path: Path, device: torch.device, precision: str = "fp32") -> Translator:

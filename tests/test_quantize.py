@@ -84,9 +84,8 @@ def test_unknown_precision_is_refused(reversal_run):
 
 
 @pytest.mark.parametrize(("native", "int8", "want"), [
-    (True, True, "bf16"), (False, True, "int8"), (False, False, "fp32")])
-def test_auto_is_bf16_where_native_else_int8_on_the_cpu(reversal_run, monkeypatch, native, int8,
-                                                        want):
+    (True, True, "int8"), (False, True, "int8"), (False, False, "fp32")])
+def test_auto_is_int8_on_the_cpu_even_with_bf16(reversal_run, monkeypatch, native, int8, want):
     monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
     monkeypatch.setattr("nmt.quantize.int8_available", lambda: int8)
     assert auto_precision(torch.device("cpu")) == want
@@ -96,9 +95,10 @@ def test_auto_is_bf16_where_native_else_int8_on_the_cpu(reversal_run, monkeypatc
         assert _swapped(out, precision) is (precision == want)
 
 
-def test_auto_is_fp32_on_a_device_without_bf16(monkeypatch):
-    monkeypatch.setattr("nmt.device.native_bf16", lambda device: False)
-    assert auto_precision(torch.device("cuda")) == "fp32"  # int8 is for the CPU
+@pytest.mark.parametrize(("native", "want"), [(True, "bf16"), (False, "fp32")])
+def test_auto_on_a_gpu_is_bf16_where_it_has_it(monkeypatch, native, want):
+    monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
+    assert auto_precision(torch.device("cuda")) == want  # int8 is for the CPU
 
 
 def test_this_pytorch_has_int8():
