@@ -47,8 +47,8 @@ class Trainer:
         self.report = report or (lambda record: None)
         self.dist: Dist = init_distributed(train_cfg.device)
         self.device = choose_device(train_cfg.device, self.dist.local_rank)
+        set_threads(train_cfg.threads)  # first: auto precision times multiplies on these threads
         self.amp = autocast_dtype(self.device, train_cfg.precision)
-        set_threads(train_cfg.threads)
         torch.manual_seed(train_cfg.seed)
 
         if not train_cfg.data:
