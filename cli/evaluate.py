@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,10 +14,10 @@ from nmt_cli.options import Device
 
 def evaluate(
     ref: Annotated[list[str], typer.Option(help="Reference file; with a multi-task model, TASK=FILE (repeat).")],
-    hyp: Annotated[Optional[Path], typer.Option(help="Hypothesis file (detokenized, one line per reference).")] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Translate --src with this model, then score.")] = None,
-    src: Annotated[Optional[Path], typer.Option(help="Source file to translate (with --model).")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Decoder to score (with --model and a plain --ref).")] = None,
+    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file (detokenized, one line per reference).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Translate --src with this model, then score.")] = None,
+    src: Annotated[Path | None, typer.Option(help="Source file to translate (with --model).")] = None,
+    task: Annotated[str | None, typer.Option(help="Decoder to score (with --model and a plain --ref).")] = None,
     beam: Annotated[int, typer.Option(min=1, help="Beam size when translating.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch when translating.")] = 64,
     ter: Annotated[bool, typer.Option(help="Also compute TER.")] = False,

@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -39,7 +39,7 @@ def config_parameters() -> list[inspect.Parameter]:
                                   show_default=str(field.default) if field.default != "" else False)
             params.append(inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                annotation=Annotated[Optional[hint], option],  # noqa: UP007 (typer needs Optional)
+                annotation=Annotated[hint | None, option],  # noqa: UP007 (typer needs Optional)
             ))
     return params
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+
 from nmt_cli import console
 
 _FILES = "Corpus files"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -34,12 +34,12 @@ def _report(record: dict[str, Any]) -> None:
 
 @with_config_options
 def train(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to create.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to create.")] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (option = value).")
+        Path | None, typer.Option("--config", "-c", help="TOML file of settings (option = value).")
     ] = None,
     resume: Annotated[
-        Optional[Path], typer.Option(help="Continue the run in this directory from its last checkpoint.")
+        Path | None, typer.Option(help="Continue the run in this directory from its last checkpoint.")
     ] = None,
     **settings: Any,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,11 +14,11 @@ from nmt_cli.options import Device, RunPath
 
 def translate(
     model: RunPath,
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input text; stdin if not given.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Input text; stdin if not given.")] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Output file (written atomically); stdout if not given.")
+        Path | None, typer.Option("--output", "-o", help="Output file (written atomically); stdout if not given.")
     ] = None,
-    task: Annotated[Optional[str], typer.Option(help="Decoder to use when the model has several.")] = None,
+    task: Annotated[str | None, typer.Option(help="Decoder to use when the model has several.")] = None,
     beam: Annotated[int, typer.Option(min=1, help="Beam size; 1 is greedy search.")] = 5,
     alpha: Annotated[float, typer.Option(min=0.0, help="Length normalisation exponent (0 = none).")] = 1.0,
     n_best: Annotated[int, typer.Option(min=1, help="Hypotheses per line; >1 writes 'i ||| text ||| score'.")] = 1,
@@ -29,8 +29,8 @@ def translate(
     window: Annotated[int, typer.Option(min=1, help="Lines read and length-sorted at a time.")] = 2000,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted --output after its last complete line.")] = False,
     errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")] = "strict",
-    attention_plot: Annotated[Optional[Path], typer.Option(help="Write attention heatmaps (PNG) here.")] = None,
-    attention_json: Annotated[Optional[Path], typer.Option(help="Dump attention weights to this JSON file.")] = None,
+    attention_plot: Annotated[Path | None, typer.Option(help="Write attention heatmaps (PNG) here.")] = None,
+    attention_json: Annotated[Path | None, typer.Option(help="Dump attention weights to this JSON file.")] = None,
     attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
     precision: Annotated[
         str,
@@ -118,7 +118,7 @@ def _has_fd(stream) -> bool:
     return True
 
 
-def _write_attention(dumps, plot_dir: Optional[Path], json_path: Optional[Path]) -> None:
+def _write_attention(dumps, plot_dir: Path | None, json_path: Path | None) -> None:
     import json
 
     from nmt.textio import atomic_write

@@ -2,8 +2,8 @@
 
 On CUDA the forward pass runs under bf16 autocast where the GPU supports it (fp16 with a gradient
 scaler as the alternative); on the CPU too where it multiplies bf16 natively (AMX, AVX512-BF16)
-and faster than fp32 (`fast_bf16`), else in fp32. Under torchrun (RANK/WORLD_SIZE set) `init_distributed` joins the process group:
-NCCL on CUDA, gloo on the CPU.
+and faster than fp32 (`fast_bf16`), else in fp32. Under torchrun (RANK/WORLD_SIZE set)
+`init_distributed` joins the process group: NCCL on CUDA, gloo on the CPU.
 """
 
 from __future__ import annotations

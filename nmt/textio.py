@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import re
 import select
@@ -144,7 +143,7 @@ def atomic_write(path: Path | str, mode: str = "w") -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         encoding = None if "b" in mode else "utf-8"
-        with io.open(fd, mode, encoding=encoding, newline="\n" if encoding else None) as handle:
+        with open(fd, mode, encoding=encoding, newline="\n" if encoding else None) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

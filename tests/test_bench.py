@@ -31,7 +31,7 @@ def tiny_multi30k(multi30k: Path, tmp_path: Path) -> tuple[Path, Path]:
         for lang in ("en", "de"):
             with gzip.open(multi30k / f"{split}.{lang}.gz", "rt") as src, \
                     gzip.open(data / f"{split}.{lang}.gz", "wt") as dst:
-                dst.writelines(line for _, line in zip(range(n), src))
+                dst.writelines(line for _, line in zip(range(n), src, strict=False))
     config = tmp_path / "tiny.toml"
     config.write_text("emb-size = 16\nhidden-size = 32\ndropout = 0.0\n")
     return data, config

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from nmt_cli.main import app
-from nmt_cli.preprocess import preprocess
 from typer.testing import CliRunner
 
 from nmt.bundle import PreprocessOptions, open_bundle
+from nmt_cli.main import app
+from nmt_cli.preprocess import preprocess
 
 
 def _run(runner: CliRunner, *args: str, quiet: bool = False):

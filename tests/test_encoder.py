@@ -1,10 +1,11 @@
 import pytest
 import torch
-from conftest import NEEDS_BF16
 
 from nmt.embeddings import Embeddings
 from nmt.encoder import Encoder, EncoderOutput
 from nmt.vocab import PAD
+
+from conftest import NEEDS_BF16
 
 LENGTHS = [3, 6, 1, 4]
 

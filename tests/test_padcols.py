@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_reversal
 from torch import nn
 
 from nmt import padcols
@@ -12,6 +11,8 @@ from nmt.config import ModelConfig
 from nmt.model import build_model
 from nmt.padcols import PaddedLinear, pad_output_layers
 from nmt.translate import SearchOptions, load_translator, translate_stream
+
+from conftest import write_reversal
 
 
 @pytest.mark.parametrize(("size", "want"), [(1, 8), (13, 16), (16, 16), (5477, 5480)])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import write_reversal
 
 from nmt.errors import ConfigError
 from nmt.padcols import PaddedLinear
 from nmt.quantize import Bf16Linear, int8_available
 from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
+
+from conftest import write_reversal
 
 LOW = ["int8", "bf16"]
 

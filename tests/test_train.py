@@ -19,8 +19,8 @@ from nmt.runlog import read_metrics
 from nmt.train import train
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
-from conftest import REVERSAL_SYMBOLS as SYMBOLS
 from conftest import NEEDS_BF16
+from conftest import REVERSAL_SYMBOLS as SYMBOLS
 
 SMALL = {
     "emb-size": 32,
@@ -59,7 +59,7 @@ def test_toy_reversal_is_learned(reversal_bundle, tmp_path, precision):
     rng = random.Random(123)
     tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(200)]
     outputs = [t.text for t in translate_stream(translator, tests, None, SearchOptions(beam=1))]
-    exact = sum(out == " ".join(reversed(src.split())) for src, out in zip(tests, outputs))
+    exact = sum(out == " ".join(reversed(src.split())) for src, out in zip(tests, outputs, strict=True))
     assert exact / len(tests) >= 0.95, outputs[:5]
 
 

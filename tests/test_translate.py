@@ -57,7 +57,7 @@ def test_beam_one_equals_greedy_on_the_trained_model(translator):
 
 def test_n_best_through_translate(translator):
     out = translate_stream(translator, SENTENCES, None, SearchOptions(beam=2, n_best=2, alpha=0.0))
-    for result, line in zip(out, SENTENCES):
+    for result, line in zip(out, SENTENCES, strict=True):
         assert len(result.hyps) == (2 if line.strip() else 0)
         if result.hyps:
             assert result.hyps[0][2] >= result.hyps[1][2]
@@ -78,7 +78,7 @@ def test_one_output_per_input_line(translator, lines, batch_size, window):
     out = list(translate_stream(translator, lines, None, SearchOptions(beam=2), batch_size=batch_size,
                                 window=window))
     assert len(out) == len(lines)
-    for text, result in zip(lines, out):
+    for text, result in zip(lines, out, strict=True):
         assert "\n" not in result.text
         if not text.split():
             assert result.text == ""
