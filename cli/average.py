@@ -13,7 +13,9 @@ from nmt_cli import console
 def average(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     last: Annotated[int, typer.Option(min=1, help="How many of the newest checkpoints.")] = 3,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")] = Path("averaged.pt"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Averaged checkpoint to write.")
+    ] = Path("averaged.pt"),
 ) -> None:
     """Average the weights of the newest checkpoints (often a little better than any of them)."""
     from nmt import checkpoint

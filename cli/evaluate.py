@@ -13,15 +13,30 @@ from nmt_cli.options import Device
 
 
 def evaluate(
-    ref: Annotated[list[str], typer.Option(help="Reference file; with a multi-task model, TASK=FILE (repeat).")],
-    hyp: Annotated[Path | None, typer.Option(help="Hypothesis file (detokenized, one line per reference).")] = None,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Translate --src with this model, then score.")] = None,
-    src: Annotated[Path | None, typer.Option(help="Source file to translate (with --model).")] = None,
-    task: Annotated[str | None, typer.Option(help="Decoder to score (with --model and a plain --ref).")] = None,
+    ref: Annotated[
+        list[str], typer.Option(help="Reference file; with a multi-task model, TASK=FILE (repeat).")
+    ],
+    hyp: Annotated[
+        Path | None, typer.Option(help="Hypothesis file (detokenized, one line per reference).")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Translate --src with this model, then score."),
+    ] = None,
+    src: Annotated[
+        Path | None, typer.Option(help="Source file to translate (with --model).")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Decoder to score (with --model and a plain --ref).")
+    ] = None,
     beam: Annotated[int, typer.Option(min=1, help="Beam size when translating.")] = 5,
-    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch when translating.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Sentences per batch when translating.")
+    ] = 64,
     ter: Annotated[bool, typer.Option(help="Also compute TER.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
     device: Device = "auto",
 ) -> None:
     """Score with sacreBLEU (BLEU, chrF; TER on request) and print the signatures."""
@@ -46,21 +61,26 @@ def evaluate(
             from nmt.translate import SearchOptions, load_translator, translate_stream
 
             translator = load_translator(model, choose_device(device))
-            pairs = [r.split("=", 1) if "=" in r and not Path(r).exists() else [task, r] for r in ref]
+            pairs = [r.split("=", 1) if "=" in r and not Path(r).exists() else [task, r]
+                     for r in ref]
             for name, path in pairs:
                 name = translator.check_task(name)
                 refs = list(read_lines(path))
                 sources = list(read_lines(src))
                 if len(sources) != len(refs):
-                    raise ConfigError(f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}")
-                outputs = translate_stream(translator, sources, name, SearchOptions(beam=beam), batch_size)
+                    raise ConfigError(
+                        f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}"
+                    )
+                outputs = translate_stream(translator, sources, name, SearchOptions(beam=beam),
+                                           batch_size)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)
         _print(report, as_json)
 
 
 def _print(report: dict[str, list], as_json: bool) -> None:
     if as_json:
-        out = {name: {s.name: {"score": round(s.score, 4), "signature": s.signature} for s in scores}
+        out = {name: {s.name: {"score": round(s.score, 4), "signature": s.signature}
+                      for s in scores}
                for name, scores in report.items()}
         typer.echo(json.dumps(out if len(out) > 1 else next(iter(out.values())), indent=2))
         return

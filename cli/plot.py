@@ -12,10 +12,16 @@ from nmt_cli import console
 
 def plot(
     run: Annotated[Path, typer.Argument(help="Run directory (reads its metrics.jsonl).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("curves.png"),
-    x: Annotated[str, typer.Option("--x", help="Horizontal axis: step, or time (wall minutes).")] = "step",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="PNG file to write.")
+    ] = Path("curves.png"),
+    x: Annotated[
+        str, typer.Option("--x", help="Horizontal axis: step, or time (wall minutes).")
+    ] = "step",
 ) -> None:
-    """Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt[plot]')."""
+    """
+    Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt[plot]').
+    """
     from nmt.errors import DataError
     from nmt.plot import learning_curves
     from nmt.runlog import METRICS, read_metrics

@@ -29,17 +29,22 @@ def _report(record: dict[str, Any]) -> None:
     elif kind == "info":
         console.info(record["message"])
     elif kind == "done":
-        console.info(f"finished at step {record['step']} ({record['stopped']}); best {record['best']}")
+        console.info(
+            f"finished at step {record['step']} ({record['stopped']}); best {record['best']}"
+        )
 
 
 @with_config_options
 def train(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to create.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory to create.")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML file of settings (option = value).")
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this directory from its last checkpoint.")
+        Path | None,
+        typer.Option(help="Continue the run in this directory from its last checkpoint."),
     ] = None,
     **settings: Any,
 ) -> None:

@@ -14,24 +14,50 @@ from nmt_cli.options import Device, RunPath
 
 def translate(
     model: RunPath,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="Input text; stdin if not given.")] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (written atomically); stdout if not given.")
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Input text; stdin if not given.")
     ] = None,
-    task: Annotated[str | None, typer.Option(help="Decoder to use when the model has several.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o",
+                     help="Output file (written atomically); stdout if not given."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Decoder to use when the model has several.")
+    ] = None,
     beam: Annotated[int, typer.Option(min=1, help="Beam size; 1 is greedy search.")] = 5,
-    alpha: Annotated[float, typer.Option(min=0.0, help="Length normalisation exponent (0 = none).")] = 1.0,
-    n_best: Annotated[int, typer.Option(min=1, help="Hypotheses per line; >1 writes 'i ||| text ||| score'.")] = 1,
+    alpha: Annotated[
+        float, typer.Option(min=0.0, help="Length normalisation exponent (0 = none).")
+    ] = 1.0,
+    n_best: Annotated[
+        int, typer.Option(min=1, help="Hypotheses per line; >1 writes 'i ||| text ||| score'.")
+    ] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 64,
-    batch_tokens: Annotated[int, typer.Option(min=0, help="Source tokens per batch (0 = by sentences).")] = 0,
-    max_len_a: Annotated[float, typer.Option(help="Max output length = a * source length + b.")] = 1.5,
+    batch_tokens: Annotated[
+        int, typer.Option(min=0, help="Source tokens per batch (0 = by sentences).")
+    ] = 0,
+    max_len_a: Annotated[
+        float, typer.Option(help="Max output length = a * source length + b.")
+    ] = 1.5,
     max_len_b: Annotated[int, typer.Option(help="See --max-len-a.")] = 10,
-    window: Annotated[int, typer.Option(min=1, help="Lines read and length-sorted at a time.")] = 2000,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted --output after its last complete line.")] = False,
-    errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")] = "strict",
-    attention_plot: Annotated[Path | None, typer.Option(help="Write attention heatmaps (PNG) here.")] = None,
-    attention_json: Annotated[Path | None, typer.Option(help="Dump attention weights to this JSON file.")] = None,
-    attention_lines: Annotated[int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")] = 10,
+    window: Annotated[
+        int, typer.Option(min=1, help="Lines read and length-sorted at a time.")
+    ] = 2000,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted --output after its last complete line.")
+    ] = False,
+    errors: Annotated[
+        str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")
+    ] = "strict",
+    attention_plot: Annotated[
+        Path | None, typer.Option(help="Write attention heatmaps (PNG) here.")
+    ] = None,
+    attention_json: Annotated[
+        Path | None, typer.Option(help="Dump attention weights to this JSON file.")
+    ] = None,
+    attention_lines: Annotated[
+        int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")
+    ] = 10,
     precision: Annotated[
         str,
         typer.Option(help="Decoder multiplies: fp32, bf16 (GPU, or CPU with AMX or AVX512-BF16), "
@@ -72,11 +98,14 @@ def translate(
             # Lines are translated as they arrive: a pipe kept open gets answers line by line.
             windows = available_windows(sys.stdin.fileno(), "<stdin>", window, errors)
         else:
-            source = read_lines(input, errors) if input else decode_lines(sys.stdin.buffer, "<stdin>", errors)
+            source = (read_lines(input, errors) if input
+                      else decode_lines(sys.stdin.buffer, "<stdin>", errors))
             lines = itertools.islice(source, skip, None)
             windows = iter(lambda: list(itertools.islice(lines, window)), [])
         name = str(input or "<stdin>")
-        warn = lambda n: console.warn(f"{name}:{n}: line truncated to {translator.max_src_len} tokens")  # noqa: E731
+        warn = lambda n: console.warn(  # noqa: E731
+            f"{name}:{n}: line truncated to {translator.max_src_len} tokens"
+        )
         write = sink.write_line if sink else (lambda text: sys.stdout.write(text + "\n"))
         dumps = []
         try:
@@ -84,7 +113,8 @@ def translate(
                 job = bar.add_task("translating", total=total, completed=skip)
                 stream = translate_windows(translator, windows, task, opts, batch_size,
                                            batch_tokens, warn,
-                                           attention_lines if (attention_plot or attention_json) else 0)
+                                           attention_lines
+                                           if (attention_plot or attention_json) else 0)
                 for number, result in enumerate(stream, start=skip + 1):
                     if n_best == 1:
                         write(result.text)
@@ -92,7 +122,8 @@ def translate(
                         hyps = result.hyps or [("", [], 0.0, None)]
                         for text, _, score, _ in (hyps + hyps[-1:] * n_best)[:n_best]:
                             write(f"{number - 1} ||| {text} ||| {score:.4f}")
-                    if number <= attention_lines and result.hyps and result.hyps[0][3] is not None:
+                    if (number <= attention_lines and result.hyps
+                            and result.hyps[0][3] is not None):
                         dumps.append((number, result))
                     bar.advance(job)
                     if sink is None:

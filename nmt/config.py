@@ -58,7 +58,8 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw"] = _opt("adam", "Optimizer.")
     weight_decay: float = _opt(0.0, "Weight decay (decoupled with adamw).")
     schedule: Literal["plateau", "warmup", "constant"] = _opt(
-        "plateau", "LR schedule: reduce on validation plateau, warm-up + inverse-sqrt decay, or none."
+        "plateau",
+        "LR schedule: reduce on validation plateau, warm-up + inverse-sqrt decay, or none.",
     )
     warmup_steps: int = _opt(1000, "Warm-up steps of the warmup schedule.")
     lr_decay: float = _opt(0.5, "Plateau schedule: factor applied to the LR.")
@@ -91,7 +92,9 @@ class TrainConfig:
     task_temperature: float = _opt(5.0, "Multi-task: temperature of the temperature schedule.")
     task_weights: str = _opt("", "Multi-task loss weights, e.g. 'de=1,fr=0.5'; default 1 each.")
     aux_tasks: str = _opt("", "Tasks that are training-only (dropped at translation time).")
-    select_task: str = _opt("", "Task whose validation metric picks the best checkpoint; empty=mean.")
+    select_task: str = _opt(
+        "", "Task whose validation metric picks the best checkpoint; empty=mean."
+    )
 
 
 CONFIG_CLASSES = (ModelConfig, TrainConfig)
@@ -169,7 +172,9 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
         if value < 1:
             raise ConfigError(f"{option_name(key)} must be at least 1, got {value}")
     if model.hidden_size % 2:
-        raise ConfigError(f"hidden-size must be even (split over two directions), got {model.hidden_size}")
+        raise ConfigError(
+            f"hidden-size must be even (split over two directions), got {model.hidden_size}"
+        )
     if not 0.0 <= model.dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {model.dropout}")
     if model.tie_embeddings and model.emb_size != model.hidden_size:

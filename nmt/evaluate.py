@@ -21,7 +21,9 @@ class Score:
     text: str  # sacrebleu's own one-line summary
 
 
-def score_lines(hyps: list[str], refs: list[str], metrics: tuple[str, ...] = ("bleu", "chrf")) -> list[Score]:
+def score_lines(
+    hyps: list[str], refs: list[str], metrics: tuple[str, ...] = ("bleu", "chrf")
+) -> list[Score]:
     """Corpus-level scores of `hyps` against one reference per line."""
     from sacrebleu.metrics import BLEU, CHRF, TER
 

@@ -38,8 +38,11 @@ def learning_curves(records: list[dict[str, Any]], path: Path, x: str = "step") 
     minutes since the run began: time-to-quality comparisons), to a PNG."""
     if x not in ("step", "time"):
         raise ConfigError(f"x axis must be step or time, got {x!r}")
-    if x == "time" and any("elapsed_s" not in r for r in records if r.get("kind") in ("train", "valid")):
-        raise ConfigError("this run's metrics have no elapsed_s (written by older versions): use step")
+    if x == "time" and any("elapsed_s" not in r for r in records
+                           if r.get("kind") in ("train", "valid")):
+        raise ConfigError(
+            "this run's metrics have no elapsed_s (written by older versions): use step"
+        )
     plt = _pyplot()
     at = (lambda r: r["step"]) if x == "step" else (lambda r: r["elapsed_s"] / 60)
     label = "step" if x == "step" else "wall time (minutes)"

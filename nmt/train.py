@@ -57,7 +57,9 @@ class Trainer:
         self.tasks = _split_list(train_cfg.tasks) or list(self.bundle.tasks)
         unknown = [t for t in self.tasks if t not in self.bundle.tasks]
         if unknown:
-            raise ConfigError(f"tasks {unknown} not in the bundle; it has {', '.join(self.bundle.tasks)}")
+            raise ConfigError(
+                f"tasks {unknown} not in the bundle; it has {', '.join(self.bundle.tasks)}"
+            )
         self.aux_tasks = _split_list(train_cfg.aux_tasks)
         self.weights = parse_weights(train_cfg.task_weights, self.tasks)
 
@@ -70,7 +72,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             # Several tasks: a batch uses one decoder, the others get no gradient that step.
-            self.loss = DistributedDataParallel(self.loss, find_unused_parameters=len(self.tasks) > 1)
+            self.loss = DistributedDataParallel(
+                self.loss, find_unused_parameters=len(self.tasks) > 1
+            )
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
         self.schedule = LrSchedule(self.optimizer, train_cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -104,7 +108,9 @@ class Trainer:
         def vectors(path: str, vocab) -> torch.Tensor:
             tokens = [vocab.token(i) for i in range(len(vocab))]
             weight, found = load_vectors(path, tokens, self.model_cfg.emb_size)
-            self.report({"kind": "info", "message": f"{path}: vectors for {found} of {len(tokens)} tokens"})
+            self.report({
+                "kind": "info", "message": f"{path}: vectors for {found} of {len(tokens)} tokens"
+            })
             return weight
 
         cfg = self.model_cfg
@@ -134,7 +140,9 @@ class Trainer:
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if checkpoint.step_checkpoints(self.run_dir):
-                raise ConfigError(f"{self.run_dir} already holds a run (use --resume to continue it)")
+                raise ConfigError(
+                    f"{self.run_dir} already holds a run (use --resume to continue it)"
+                )
             (self.run_dir / runlog.CONFIG).write_text(dump_toml(to_dict(self.model_cfg, self.cfg)))
             (self.run_dir / runlog.METRICS).unlink(missing_ok=True)
 
@@ -271,7 +279,8 @@ class Trainer:
         record = {"kind": "train", "step": self.step, "elapsed_s": self.elapsed(),
                   "epoch": min(s.epoch for s in self.samplers.values()),
                   "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": self.schedule.lr,
-                  "tokens_per_s": window["tokens"] / elapsed, "sents_per_s": window["sents"] / elapsed}
+                  "tokens_per_s": window["tokens"] / elapsed,
+                  "sents_per_s": window["sents"] / elapsed}
         if len(self.tasks) > 1:
             record["task_loss_sum"] = {t: float(v) for t, v in per_task.items()}
         self.log.write(record)

@@ -67,7 +67,9 @@ class Translator:
         if task is None:
             if len(self.tasks) == 1:
                 return self.tasks[0]
-            raise ConfigError(f"the model has several tasks; choose one with --task: {', '.join(self.tasks)}")
+            raise ConfigError(
+                f"the model has several tasks; choose one with --task: {', '.join(self.tasks)}"
+            )
         if task not in self.tasks:
             raise ConfigError(f"unknown task {task!r}; this model has: {', '.join(self.tasks)}")
         return task
@@ -85,7 +87,9 @@ class Translator:
         """Search over one batch of non-empty id sequences."""
         lengths = torch.tensor([len(ids) for ids in batch], dtype=torch.int64)
         src = pad_sequences(batch)  # (B, S)
-        max_lengths = (lengths.double() * opts.len_a + opts.len_b).long().clamp(max=opts.max_output_len)
+        max_lengths = (
+            (lengths.double() * opts.len_a + opts.len_b).long().clamp(max=opts.max_output_len)
+        )
         self.model.eval()
         enc = self.model.encode(src.to(self.device), lengths)
         decoder = self.model.decoders[task]
@@ -99,7 +103,9 @@ class Translator:
         return self.tgt_tokenizers[task].decode(pieces), pieces
 
 
-def _batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens: int) -> Iterator[list[int]]:
+def _batches(
+    order: list[int], lengths: list[int], batch_size: int, batch_tokens: int
+) -> Iterator[list[int]]:
     """Cut a length-sorted order into batches of at most batch_size sentences / batch_tokens."""
     batch: list[int] = []
     for index in order:
@@ -116,14 +122,16 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, batch_tokens
 def translate_window(translator: Translator, lines: list[str], task: str, opts: SearchOptions,
                      batch_size: int, batch_tokens: int = 0, return_attention: bool = False,
                      ) -> tuple[list[Translation], list[int]]:
-    """Translate one window of lines; returns results in input order and the truncated line indices."""
+    """Translate one window of lines; returns results in input order and the truncated line
+    indices."""
     prepared = [translator.prepare(line) for line in lines]
     truncated = [i for i, (_, _, cut) in enumerate(prepared) if cut]
     results = [Translation(pieces, []) for pieces, _, _ in prepared]
     lengths = [len(ids) for _, ids, _ in prepared]
     order = sorted((i for i in range(len(lines)) if lengths[i]), key=lambda i: lengths[i])
     for batch in _batches(order, lengths, batch_size, batch_tokens):
-        hyps = translator.translate_ids([prepared[i][1] for i in batch], task, opts, return_attention)
+        hyps = translator.translate_ids([prepared[i][1] for i in batch], task, opts,
+                                        return_attention)
         for row, index in enumerate(batch):
             for k, ids in enumerate(hyps.tokens[row]):
                 text, pieces = translator.detokenize(list(ids), task)
@@ -229,7 +237,8 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
             model = build_model(model_cfg, len(meta.src_vocab),
                                 {t: len(meta.tgt_vocabs[t]) for t in tasks})
         dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
-        model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
+        model.load_state_dict({k: v for k, v in state["model"].items()
+                               if not k.startswith(dropped)},
                               assign=True)
         model = pad_output_layers(model.to(device).eval())
         if precision != "fp32":

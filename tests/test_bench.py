@@ -41,7 +41,8 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
     data, config = tiny_multi30k(multi30k, tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, str(ROOT / "recipes" / "bench" / "bench.py"),
-                           "--data", str(data), "--out", str(out), "--steps", "50", "--warmup", "25",
+                           "--data", str(data), "--out", str(out), "--steps", "50",
+                           "--warmup", "25",
                            "--threads", "1", "--config", str(config)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

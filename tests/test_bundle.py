@@ -279,4 +279,5 @@ def test_joint_sentencepiece_with_separate_vocabularies(tiny, tmp_path):
     assert "y" in pieces(bundle.src_vocab) and "y" not in pieces(bundle.tgt_vocabs["de"])
     assert "ä" in pieces(bundle.tgt_vocabs["de"]) and "ä" not in pieces(bundle.src_vocab)
     ids = bundle.target("valid", "de")[0]
-    assert bundle.tgt_tokenizers["de"].decode(bundle.tgt_vocabs["de"].decode(ids)) == "Ein Mann reitet ein Pferd."
+    assert (bundle.tgt_tokenizers["de"].decode(bundle.tgt_vocabs["de"].decode(ids))
+            == "Ein Mann reitet ein Pferd.")

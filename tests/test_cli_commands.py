@@ -23,8 +23,8 @@ def test_help_lists_commands(runner):
 def test_train_unknown_config_key(runner, tmp_path, reversal_bundle):
     config = tmp_path / "c.toml"
     config.write_text("emb-size = 16\nhiden-size = 32\n")
-    result = runner.invoke(app, ["train", "--data", str(reversal_bundle), "--out", str(tmp_path / "r"),
-                                 "--config", str(config)])
+    result = runner.invoke(app, ["train", "--data", str(reversal_bundle),
+                                 "--out", str(tmp_path / "r"), "--config", str(config)])
     assert result.exit_code == 3
     assert "hiden-size" in result.stderr and "hidden-size" in result.stderr
     assert "Traceback" not in result.stderr
@@ -49,8 +49,8 @@ def test_translate_files_and_evaluate(runner, tmp_path, reversal_run):
     ref = tmp_path / "ref.txt"
     ref.write_text("e d c b a\n\ns r q\n")
     hyp = tmp_path / "out.txt"
-    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "-o", str(hyp),
-                                 "--beam", "3"])
+    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src),
+                                 "-o", str(hyp), "--beam", "3"])
     assert result.exit_code == 0, result.stderr
     lines = hyp.read_text().split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
@@ -74,7 +74,8 @@ def test_translate_files_and_evaluate(runner, tmp_path, reversal_run):
 def test_evaluate_line_mismatch(runner, tmp_path):
     (tmp_path / "h").write_text("a\nb\n")
     (tmp_path / "r").write_text("a\n")
-    result = runner.invoke(app, ["evaluate", "--hyp", str(tmp_path / "h"), "--ref", str(tmp_path / "r")])
+    result = runner.invoke(app, ["evaluate", "--hyp", str(tmp_path / "h"),
+                                 "--ref", str(tmp_path / "r")])
     assert result.exit_code != 0
     assert "2 lines" in result.stderr and "has 1" in result.stderr
 
@@ -112,14 +113,14 @@ def test_translate_resume_continues_partial_output(runner, tmp_path, reversal_ru
     src = tmp_path / "in.txt"
     src.write_text("".join(f"{' '.join('abcdefg'[: 3 + i % 4])}\n" for i in range(10)))
     full = tmp_path / "full.txt"
-    assert runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "-o", str(full),
-                               "--beam", "1"]).exit_code == 0
+    assert runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src),
+                               "-o", str(full), "--beam", "1"]).exit_code == 0
     out = tmp_path / "out.txt"
     expected = full.read_text().splitlines(keepends=True)
     # An interrupted run left 4 complete lines and half a line behind.
     (tmp_path / "out.txt.partial").write_text("".join(expected[:4]) + "half a li")
-    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "-o", str(out),
-                                 "--beam", "1", "--resume"])
+    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src),
+                                 "-o", str(out), "--beam", "1", "--resume"])
     assert result.exit_code == 0, result.stderr
     assert out.read_text() == full.read_text()
 
@@ -133,7 +134,8 @@ def test_translate_bad_input(runner, tmp_path, reversal_run):
     assert not (tmp_path / "o.txt").exists()
     missing = runner.invoke(app, ["translate", "-m", str(tmp_path / "nope"), "-i", str(bad)])
     assert missing.exit_code != 0 and "nope" in missing.stderr
-    wrong_task = runner.invoke(app, ["translate", "-m", str(reversal_run), "--task", "cs"], input="a\n")
+    wrong_task = runner.invoke(app, ["translate", "-m", str(reversal_run), "--task", "cs"],
+                               input="a\n")
     assert wrong_task.exit_code != 0 and "rev" in wrong_task.stderr
 
 
@@ -151,7 +153,8 @@ def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
     src = tmp_path / "in.txt"
     src.write_text("a b c d\n\ne f g\nh i\n")
     plots, dump = tmp_path / "plots", tmp_path / "attn.json"
-    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src), "--beam", "2",
+    result = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(src),
+                                 "--beam", "2",
                                  "--attention-plot", str(plots), "--attention-json", str(dump),
                                  "--attention-lines", "2"])
     assert result.exit_code == 0, result.stderr

@@ -39,7 +39,8 @@ def test_every_sentence_once_per_epoch_and_budget_held():
 def test_buckets_group_similar_lengths():
     src, tgt = lengths()
     sampler = BucketSampler(src, tgt, batch_size=16, batch_tokens=0, seed=1)
-    spread = [np.ptp(np.maximum(src[b], tgt[b])) for b in itertools.islice(iter(sampler), len(sampler))]
+    spread = [np.ptp(np.maximum(src[b], tgt[b]))
+              for b in itertools.islice(iter(sampler), len(sampler))]
     assert np.mean(spread) < 3  # random batches would spread over ~30
 
 

@@ -115,7 +115,10 @@ def test_cells_match_torch():
 
         rnn = nn.RNNCell(3, 5)
         ours, _ = rnn_cell(
-            torch.addmm(rnn.bias_ih + rnn.bias_hh, x, rnn.weight_ih.t()), h @ rnn.weight_hh.t(), h, None
+            torch.addmm(rnn.bias_ih + rnn.bias_hh, x, rnn.weight_ih.t()),
+            h @ rnn.weight_hh.t(),
+            h,
+            None,
         )
         assert torch.allclose(ours, rnn(x, h), atol=1e-6)
 
@@ -140,7 +143,8 @@ def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch)
     def grads():
         hidden, attn = decoder(tgt_in, enc)
         loss = (hidden * torch.linspace(-1, 1, H)).sin().sum() + attn.pow(2).sum()
-        return loss, torch.autograd.grad(loss, [enc.states, *decoder.parameters()], allow_unused=True)
+        return loss, torch.autograd.grad(loss, [enc.states, *decoder.parameters()],
+                                         allow_unused=True)
 
     loss, got = grads()
     monkeypatch.setattr("nmt.decoder.step_linear", lambda module: module)

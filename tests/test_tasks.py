@@ -84,7 +84,8 @@ def test_task_gradients_stay_in_their_decoder(corpus):
                 assert all(g is not None and g.abs().sum() > 0 for g in grads)
             else:
                 assert all(g is None for g in grads), f"{task} loss reached the {other} decoder"
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+        assert all(p.grad is not None and p.grad.abs().sum() > 0
+                   for p in model.encoder.parameters())
 
 
 def test_resume_keeps_the_task_schedule(corpus, tmp_path):

@@ -59,7 +59,8 @@ def test_toy_reversal_is_learned(reversal_bundle, tmp_path, precision):
     rng = random.Random(123)
     tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(200)]
     outputs = [t.text for t in translate_stream(translator, tests, None, SearchOptions(beam=1))]
-    exact = sum(out == " ".join(reversed(src.split())) for src, out in zip(tests, outputs, strict=True))
+    exact = sum(out == " ".join(reversed(src.split()))
+                for src, out in zip(tests, outputs, strict=True))
     assert exact / len(tests) >= 0.95, outputs[:5]
 
 

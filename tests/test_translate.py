@@ -72,11 +72,12 @@ def test_empty_lines_give_empty_output(translator):
 line = st.text(alphabet=REVERSAL_SYMBOLS + " \t\u00a0", max_size=30)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(line, max_size=12), st.integers(1, 5), st.integers(1, 4))
 def test_one_output_per_input_line(translator, lines, batch_size, window):
-    out = list(translate_stream(translator, lines, None, SearchOptions(beam=2), batch_size=batch_size,
-                                window=window))
+    out = list(translate_stream(translator, lines, None, SearchOptions(beam=2),
+                                batch_size=batch_size, window=window))
     assert len(out) == len(lines)
     for text, result in zip(lines, out, strict=True):
         assert "\n" not in result.text

@@ -52,7 +52,8 @@ def first_line_latency(model: Path, line: str) -> float:
     """Seconds from starting `nmt translate` to its first translated line on stdout."""
     start = time.perf_counter()
     proc = subprocess.Popen([*NMT, "translate", "-m", str(model), "--beam", "5"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
     proc.stdin.write((line + "\n").encode())
     proc.stdin.flush()
     proc.stdout.readline()
@@ -216,13 +217,15 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     parser.add_argument("--steps", type=int, default=300, help="training updates (quick: 300)")
     parser.add_argument("--warmup", type=int, default=50, help="updates left out of the rate")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--config", type=Path, default=ROOT / "recipes" / "multi30k" / "reference.toml",
+    parser.add_argument("--config", type=Path,
+                        default=ROOT / "recipes" / "multi30k" / "reference.toml",
                         help="model and training settings (default: the reference model)")
     parser.add_argument("--peers", type=Path, help="also run Joey NMT and OpenNMT-py (venvs here)")
     args = parser.parse_args()
@@ -236,7 +239,8 @@ def main() -> None:
     report = {"nmt": ours, "peers": peers, "steps": args.steps,
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__,
-                          "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}}
+                          "cuda": (torch.cuda.get_device_name()
+                                   if torch.cuda.is_available() else None)}}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print_table(ours, peers)
     print(f"\n{args.out / 'bench.json'}")

@@ -9,7 +9,8 @@ hours on 2 cores, so by default it trains a small model (embeddings 64, hidden 1
 on Multi30k en-de first and translates with --precision int8; --model uses an existing one. Not a
 test: run it on an otherwise idle machine.
 
-    python recipes/bench/memory.py [--lines 10000,1000000] [--model RUN_DIR] [--out bench-out/memory]
+    python recipes/bench/memory.py [--lines 10000,1000000] [--model RUN_DIR]
+        [--out bench-out/memory]
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def small_model(data: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "memory")
     parser.add_argument("--lines", default="10000,1000000", help="input sizes, comma-separated")
@@ -66,8 +68,9 @@ def main() -> None:
         if written != n:
             sys.exit(f"bench-memory: {n} input lines gave {written} output lines")
         results.append({"lines": n, **timing, "sentences_per_s": round(n / timing["wall_s"], 1),
-                        "ratio_to_smallest": round(timing["peak_rss_mb"] / results[0]["peak_rss_mb"], 3)
-                        if results else 1.0})
+                        "ratio_to_smallest": (
+                            round(timing["peak_rss_mb"] / results[0]["peak_rss_mb"], 3)
+                            if results else 1.0)})
         text.unlink()
     report = {"model": str(model), "search": "greedy", "results": results}
     (args.out / "memory.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=250, help="updates between curve points")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="auto",
-                        help="ours: nmt train --precision (auto: bf16 where native and faster, else fp32)")
+                        help="ours: nmt train --precision "
+                             "(auto: bf16 where native and faster, else fp32)")
     parser.add_argument("--peers", type=Path, help="also train OpenNMT-py (venv made here)")
     parser.add_argument("--onmt-minutes", type=float,
                         help="OpenNMT-py's time (default: 3x ours to the target, else --minutes)")
