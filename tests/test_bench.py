@@ -57,6 +57,10 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
         assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
     assert ("train_bf16" in ours) is bf16 and ("greedy_bf16" in ours) is bf16
     assert ours["first_line_s"] > 0 and report["machine"]["torch"]
+    # Training's auto rests on a timing probe: bf16 is possible only where it is native.
+    assert ours["auto"]["train"] in (["fp32", "bf16"] if bf16 else ["fp32"])
+    assert ours["auto"]["translate"] == auto_precision(torch.device("cpu"))
+    assert f"translation {ours['auto']['translate']}" in done.stdout
     assert "beam 5 sentences/s" in done.stdout and "training target tokens/s" in done.stdout
     assert "greedy --precision int8 sentences/s" in done.stdout
     assert ("training bf16 target tokens/s" in done.stdout) is bf16

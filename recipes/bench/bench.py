@@ -119,9 +119,17 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     bundle, model = out / "bundle", out / "model"
     import torch
 
-    from nmt.device import native_bf16
+    from nmt.device import fast_bf16, native_bf16
+    from nmt.translate import auto_precision
 
-    result: dict[str, Any] = {"native_bf16": native_bf16(torch.device("cpu"))}
+    cpu = torch.device("cpu")
+    torch.set_num_threads(args.threads)  # the probe of fast_bf16 times the runs' thread count
+    result: dict[str, Any] = {
+        "native_bf16": native_bf16(cpu),
+        # What --precision auto picks here, i.e. which rows are nmt's out-of-the-box speed.
+        "auto": {"train": "bf16" if fast_bf16(cpu) else "fp32",
+                 "translate": auto_precision(cpu)},
+    }
     result["preprocess"] = preprocess_multi30k(data, bundle)
     if result["native_bf16"]:  # the bf16 run first: the fp32 model is the one translated below
         result["train_bf16"] = train_model(args, bundle, out / "model-bf16", "bf16")
@@ -214,6 +222,9 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
             line += "".join(f"{t if t is not None else '-':>10}" for t in theirs)
             line += "".join(f"{value / t:>8.2f}" if t else f"{'-':>8}" for t in theirs)
         print(line)
+    auto = ours["auto"]
+    print(f"--precision auto (the default) here: training {auto['train']}, "
+          f"translation {auto['translate']}")
 
 
 def main() -> None:
