@@ -111,7 +111,9 @@ def _pick(record: Mapping[str, Any], names: Sequence[str], path: Path | str, lin
 
 
 @dataclass(frozen=True)
-class TsvFile:
+class _RecordFile:
+    """A corpus of one file, a record per line, its fields picked by name."""
+
     path: Path
     names: tuple[str, ...]
     errors: Errors = "strict"
@@ -123,6 +125,9 @@ class TsvFile:
     def check(self) -> int:
         return count_lines(self.path)
 
+
+@dataclass(frozen=True)
+class TsvFile(_RecordFile):
     def rows(self) -> Iterator[Row]:
         where = list(range(len(self.names)))
         width = len(self.names)
@@ -142,18 +147,7 @@ class TsvFile:
 
 
 @dataclass(frozen=True)
-class JsonlFile:
-    path: Path
-    names: tuple[str, ...]
-    errors: Errors = "strict"
-
-    @property
-    def label(self) -> str:
-        return str(self.path)
-
-    def check(self) -> int:
-        return count_lines(self.path)
-
+class JsonlFile(_RecordFile):
     def rows(self) -> Iterator[Row]:
         for number, line in enumerate(read_lines(self.path, self.errors), start=1):
             try:
