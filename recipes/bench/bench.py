@@ -119,15 +119,15 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     bundle, model = out / "bundle", out / "model"
     import torch
 
-    from nmt.device import fast_bf16, native_bf16
+    from nmt.device import autocast_dtype, native_bf16
     from nmt.translate import auto_precision
 
     cpu = torch.device("cpu")
-    torch.set_num_threads(args.threads)  # the probe of fast_bf16 times the runs' thread count
+    torch.set_num_threads(args.threads)  # auto's probe times the runs' thread count
     result: dict[str, Any] = {
         "native_bf16": native_bf16(cpu),
         # What --precision auto picks here, i.e. which rows are nmt's out-of-the-box speed.
-        "auto": {"train": "bf16" if fast_bf16(cpu) else "fp32",
+        "auto": {"train": "bf16" if autocast_dtype(cpu, "auto") else "fp32",
                  "translate": auto_precision(cpu)},
     }
     result["preprocess"] = preprocess_multi30k(data, bundle)
