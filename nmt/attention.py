@@ -5,8 +5,9 @@
     context = sum_j a_j h_j
 
 W_h h_j (the keys) does not depend on t: `memory` computes it once per sentence, with the values and
-the mask, and each step costs one (N, H) x (H, A) multiply for the query. A search reorders the
-memory only when sentences leave the batch: the K beams of a sentence share its rows.
+the mask, and each step costs one (N, H) x (H, A) multiply for the query. In beam search the K
+rows of a sentence read its one row of memory (`attend`): it is never copied over the beam, and
+is reordered only when sentences leave the batch.
 
 The scores are computed through the sigmoid: tanh(y) = 2 sigmoid(2y) - 1, and a softmax does not
 change when the same constant (here -sum(v)) is added to every score, so
@@ -41,11 +42,11 @@ Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 @dataclass
 class Memory:
-    """What attention reads at every step; `select` takes rows (expansion over beams, or dropping
+    """What attention reads at every step, one row per sentence; `select` takes rows (dropping
     finished sentences).
 
-    keys: (N, S, A) 2 W_h h_j (module docstring); values: (N, S, H) the encoder states h_j;
-    mask: (N, S) True at real source positions.
+    keys: (B, S, A) 2 W_h h_j (module docstring); values: (B, S, H) the encoder states h_j;
+    mask: (B, S) True at real source positions.
     """
 
     keys: Tensor
@@ -80,22 +81,29 @@ class AdditiveAttention(nn.Module):
         return self.attend(self.query_proj(query), memory)
 
     def attend(self, projected_query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        """`forward` for a query already multiplied by W_s (N, A), for callers that fuse it."""
-        keys, values, mask = memory.keys, memory.values, memory.mask
-        hidden = torch.add(keys, projected_query.unsqueeze(1), alpha=2.0).sigmoid_()  # (N, S, A)
-        scores = 2.0 * self.energy(hidden).squeeze(2)  # (N, S)
+        """`forward` for a query already multiplied by W_s (N, A), for callers that fuse it.
+
+        The memory may hold one row per group of N / B consecutive query rows (the beams of a
+        sentence in beam search): each group reads its sentence's row, which is never copied.
+        """
+        keys, values, mask = memory.keys, memory.values, memory.mask  # (B, S, A), (B, S, H), (B, S)
+        batch, src_len, size = keys.shape
+        query = projected_query.view(batch, -1, 1, size)  # (B, K, 1, A), K = N / B
+        hidden = torch.add(keys.unsqueeze(1), query, alpha=2.0).sigmoid_()  # (B, K, S, A)
+        scores = 2.0 * self.energy(hidden).squeeze(3)  # (B, K, S)
         # The lowest finite value rather than -inf: exp() of it is exactly 0 next to any real
         # score, and a row without any real position (never produced by the encoder) gets uniform
         # weights instead of NaN.
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (N, S)
-        weights = torch.softmax(scores, dim=-1)  # (N, S)
-        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
-        return context, weights
+        scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)  # (B, K, S)
+        context = torch.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
+        return context.view(-1, values.size(2)), weights.view(-1, src_len)  # (N, H), (N, S)
 
     def loop(self, memory: Memory) -> Attend:
         """`attend` over one memory for every step of one decoder pass.
 
-        When gradients are needed, the steps use the hand-written backward (module docstring).
+        When gradients are needed, the steps use the hand-written backward (module docstring);
+        there the memory has one row per query row (teacher forcing has no beams).
         """
         if not torch.is_grad_enabled():
             return lambda query: self.attend(query, memory)

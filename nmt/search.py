@@ -3,10 +3,12 @@
 Both searches use only `decoder.init_state(enc)`, `decoder.memory(enc)`,
 `decoder.step(prev, state, memory)`, `state.select(index)` and `memory.select(index)`: the
 reorder contract of fairseq's `reorder_incremental_state` / `reorder_encoder_out`. The encoder
-runs once, before the search; beam search expands the state and the memory (what is fixed per
-sentence, such as the attention keys) over the beam once, then reorders the state with
-index_select at every step and the memory only when sentences leave the batch: the K rows of a
-sentence share one memory.
+runs once, before the search; beam search expands the state over the beam once, then reorders it
+with index_select at every step. The memory (what is fixed per sentence, such as the attention
+keys) keeps one row per sentence, selected only when sentences leave the batch: step() gets N
+rows of state and B' rows of memory, the N / B' consecutive rows of a sentence (its beams) reading
+its one row of memory. Expanding the memory over the beam instead cost K copies of it and of
+every selection.
 
 Lengths. Sentence b gets at most `max_lengths[b]` output tokens (the caller computes a*|src|+b).
 A hypothesis that reaches it is made to end: EOS is the only allowed next token, and its
@@ -71,7 +73,8 @@ class StepDecoder(Protocol):
     def memory(self, enc: Any) -> Encoded: ...
 
     def step(self, prev: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor]:
-        """prev (N,) -> logits (N, V), next state, attention (N, S)."""
+        """prev (N,) -> logits (N, V), next state, attention (N, S); memory has one row per
+        sentence, for its N / B' consecutive rows (module docstring)."""
         ...
 
 
@@ -249,7 +252,7 @@ def beam_search(
         return finished.best(n_best)
     expand = torch.arange(batch, device=device).repeat_interleave(k)  # (N,) = (B*K,)
     state = decoder.init_state(enc).select(expand)  # the bridge once per sentence
-    memory = decoder.memory(enc).select(expand)  # attention keys too; the only copy over the beam
+    memory = decoder.memory(enc)  # one row per sentence, for its K rows
     sent = torch.arange(batch, device=device)  # (B',) sentence of each live group of K rows
     scores = torch.full((batch, k), _NEG_INF, device=device)  # (B', K) log P of live hypotheses
     scores[:, 0] = 0.0  # all K rows start equal: let only the first one expand
@@ -294,6 +297,6 @@ def beam_search(
             history_attn[:, t] = attn[rows].float()
         state = state.select(rows)
         if keep.numel() < live:
-            memory = memory.select(rows)  # rows of one sentence share its memory
+            memory = memory.select(keep)
         scores, sent, prev = scores[keep], sent[keep], token
     return finished.best(n_best)

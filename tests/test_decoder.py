@@ -81,6 +81,23 @@ def test_state_and_memory_select_reorder():
     assert torch.allclose(attn, attn_all[index], atol=1e-6)
 
 
+def test_beams_share_their_sentence_memory():
+    """K rows per sentence reading its one memory row step as if the memory were copied K times."""
+    decoder, enc, tgt_in = make()
+    k = 4
+    expand = torch.arange(len(SRC_LENGTHS)).repeat_interleave(k)  # (B*K,)
+    state = decoder.init_state(enc).select(expand)
+    shared, copied = decoder.memory(enc), decoder.memory(enc).select(expand)
+    prev = torch.randint(4, V, (len(expand),))  # a different token on every row
+    with torch.inference_mode():  # as in search
+        logits, next_state, attn = decoder.step(prev, state, shared)
+        logits_copied, next_copied, attn_copied = decoder.step(prev, state, copied)
+    assert torch.allclose(logits, logits_copied, atol=1e-6)
+    assert torch.allclose(attn, attn_copied, atol=1e-6)
+    assert torch.allclose(next_state.feed, next_copied.feed, atol=1e-6)
+    assert torch.all(attn.view(-1, k, S)[1, :, SRC_LENGTHS[1] :] == 0)  # its own sentence's mask
+
+
 def test_dropout_in_training_only():
     decoder, enc, tgt_in = make()
     assert torch.equal(decoder(tgt_in, enc)[0], decoder(tgt_in, enc)[0])

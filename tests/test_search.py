@@ -30,6 +30,13 @@ class FakeEnc:
     def select(self, index: Tensor) -> FakeEnc:
         return FakeEnc(self.states.index_select(0, index), self.mask.index_select(0, index))
 
+    def rows(self, n: int) -> FakeEnc:
+        """The memory as the n rows of a step see it: each sentence's row for its n / B
+        consecutive rows (search.py's contract: the memory is never expanded over the beam)."""
+        batch = self.mask.size(0)
+        assert n % batch == 0, f"{n} step rows for {batch} memory rows"
+        return self.select(torch.arange(batch).repeat_interleave(n // batch))
+
 
 @dataclass
 class FakeState:
@@ -75,6 +82,7 @@ class ScriptedDecoder:
         return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
 
     def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
+        enc = enc.rows(len(prev))
         history = torch.cat([state.history, prev[:, None]], 1)  # (N, t+1)
         probs = torch.full((len(prev), self.vocab), self.EPS, dtype=torch.float64)
         for row, prefix in enumerate(history[:, 1:].tolist()):
@@ -122,6 +130,7 @@ class RandomDecoder:
         return FakeState(torch.tanh(mean), torch.empty(len(mean), 0, dtype=torch.long))
 
     def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
+        enc = enc.rows(len(prev))
         energy = (enc.states @ state.h[:, :, None]).squeeze(2)  # (N, S)
         attn = energy.masked_fill(~enc.mask, float("-inf")).softmax(-1)  # (N, S)
         context = (attn[:, :, None] * enc.states).sum(1)  # (N, H)
@@ -255,6 +264,7 @@ class TieDecoder:
         return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
 
     def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
+        enc = enc.rows(len(prev))
         history = torch.cat([state.history, prev[:, None]], 1)  # (N, t+1)
         logits, done = torch.zeros(len(prev), 10), history.size(1) - 1
         if done < 25:
