@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nmt.config import ModelConfig
 from nmt.errors import ConfigError
+from nmt.model import build_model
 from nmt.padcols import PaddedLinear
-from nmt.quantize import Bf16Linear, int8_available
+from nmt.quantize import Bf16Linear, bf16_decoders, int8_available, quantize_decoders
 from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
 
 from conftest import write_reversal
@@ -41,15 +43,30 @@ def test_the_decoder_multiplies_are_swapped_and_the_encoder_is_not(translators, 
     for module in linears:
         assert _swapped(module, precision), module
     assert low.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
+    energy = decoder.attention.energy  # its (N, S, A) input is larger than its multiply
+    assert type(energy) is torch.nn.Linear and energy.weight.dtype == torch.float32
     plain = translators["fp32"].model.decoders["rev"]
     assert type(_output_multiply(plain)) is torch.nn.Linear  # the fp32 model is untouched
     assert _output_multiply(plain).weight.dtype == torch.float32
 
 
+@pytest.mark.parametrize("swap", [quantize_decoders, bf16_decoders])
+def test_an_output_layer_that_decoders_share_is_swapped_in_each(swap):
+    if swap is quantize_decoders and not int8_available():
+        pytest.skip("this PyTorch has no dynamic int8")
+    cfg = ModelConfig(emb_size=8, hidden_size=8, share_decoder_embeddings=True)
+    model = swap(build_model(cfg, 11, {"de": 13, "fr": 13}))
+    for decoder in model.decoders.values():
+        assert _swapped(decoder.out_proj, "bf16" if swap is bf16_decoders else "int8")
+        assert type(decoder.attention.energy) is torch.nn.Linear
+
+
 @pytest.mark.parametrize("precision", LOW)
 def test_low_precision_logits_track_fp32(translators, precision):
     plain, low = translators["fp32"], translators[precision]
-    hidden = torch.randn(16, plain.model.decoders["rev"].hidden_size)
+    # Its own generator: the fraction below must not depend on what other tests drew before.
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(256, plain.model.decoders["rev"].hidden_size, generator=gen)
     with torch.inference_mode():
         expected = plain.model.decoders["rev"].output(hidden)
         got = low.model.decoders["rev"].output(hidden)
