@@ -90,7 +90,7 @@ class AdditiveAttention(nn.Module):
         batch, src_len, size = keys.shape
         query = projected_query.view(batch, -1, 1, size)  # (B, K, 1, A), K = N / B
         hidden = torch.add(keys.unsqueeze(1), query, alpha=2.0).sigmoid_()  # (B, K, S, A)
-        scores = 2.0 * (hidden @ self.energy.weight[0])  # (B, K, S); a Linear call costs 2x
+        scores = 2.0 * (hidden @ self.energy.weight[0])  # (B, K, S); half a 1-output Linear's time
         # The lowest finite value rather than -inf: exp() of it is exactly 0 next to any real
         # score, and a row without any real position (never produced by the encoder) gets uniform
         # weights instead of NaN.

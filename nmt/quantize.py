@@ -16,6 +16,7 @@ The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. 
 --precision int8|bf16`; `auto`, the default, takes int8 on the CPU and bf16 on a GPU that has
 it (translate.auto_precision; speed and BLEU measured in the README).
 """
+
 from __future__ import annotations
 
 import warnings

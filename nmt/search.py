@@ -62,7 +62,7 @@ class Encoded(Protocol):
 
     mask: Tensor  # (B, S) bool, True = real token
 
-    def select(self, index: Tensor) -> Self: ...  # rows `index` (N',): expansion or dropping
+    def select(self, index: Tensor) -> Self: ...  # rows `index`: dropping finished sentences
 
 
 class StepDecoder(Protocol):
