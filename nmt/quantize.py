@@ -8,9 +8,10 @@ recurrent state, attention and scores stay float32.
 
 Both swap every Linear layer of every decoder but one: output layer (hidden x vocabulary, the
 largest multiply of a search step), recurrent and input-feeding multiplies, attention query,
-combine, embedding projection and bridge. The attention energy v stays float32: its input is
-(N, S, A) per step, and quantizing or rounding it is a pass larger than its multiply (an int8 v
-cost 1.35 ms a beam-5 step against 0.26 ms for float32, (64, 5, 20, 512) on the 2-core Xeon).
+combine, embedding projection (which a search step uses only where the decoder keeps no float32
+table of it: Decoder.tabulate_inputs) and bridge. The attention energy v stays float32: its input
+is (N, S, A) per step, and quantizing or rounding it is a pass larger than its multiply (an int8
+v cost 1.35 ms a beam-5 step against 0.26 ms for float32, (64, 5, 20, 512) on the 2-core Xeon).
 
 The encoder (a fused LSTM over the whole sentence, once) stays float32 in both. `nmt translate
 --precision int8|bf16`; `auto`, the default, takes int8 on the CPU and bf16 on a GPU that has

@@ -241,6 +241,8 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
                                if not k.startswith(dropped)},
                               assign=True)
         model = pad_output_layers(model.to(device).eval())
+        for decoder in model.decoders.values():
+            decoder.tabulate_inputs()  # before the swap: the table is float32
         if precision != "fp32":
             from nmt.quantize import bf16_decoders, quantize_decoders
 

@@ -98,6 +98,32 @@ def test_beams_share_their_sentence_memory():
     assert torch.all(attn.view(-1, k, S)[1, :, SRC_LENGTHS[1] :] == 0)  # its own sentence's mask
 
 
+def test_steps_from_the_input_table_equal_steps_that_multiply():
+    decoder, enc, tgt_in = make()
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
+    with torch.inference_mode():
+        logits, next_state, attn = decoder.step(tgt_in[:, 0], state, memory)
+        decoder.tabulate_inputs()
+        assert decoder.input_table.shape == (V, 4 * H)
+        decoder.emb_proj.weight.mul_(2)  # the table, taken before, must be what the step reads
+        tabulated, tabulated_state, tabulated_attn = decoder.step(tgt_in[:, 0], state, memory)
+    assert torch.allclose(tabulated, logits, atol=1e-6)
+    assert torch.allclose(tabulated_attn, attn, atol=1e-6)
+    assert torch.allclose(tabulated_state.c, next_state.c, atol=1e-6)
+
+
+def test_training_drops_the_input_table_and_a_large_one_is_not_made(monkeypatch):
+    decoder, _, _ = make()
+    decoder.tabulate_inputs()
+    assert decoder.input_table is not None
+    decoder.train()  # its weights are about to change
+    assert decoder.input_table is None
+    decoder.eval()
+    monkeypatch.setattr("nmt.decoder.INPUT_TABLE_LIMIT", V * 4 * H - 1)
+    decoder.tabulate_inputs()
+    assert decoder.input_table is None
+
+
 def test_dropout_in_training_only():
     decoder, enc, tgt_in = make()
     assert torch.equal(decoder(tgt_in, enc)[0], decoder(tgt_in, enc)[0])

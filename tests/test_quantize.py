@@ -50,6 +50,17 @@ def test_the_decoder_multiplies_are_swapped_and_the_encoder_is_not(translators, 
     assert _output_multiply(plain).weight.dtype == torch.float32
 
 
+@pytest.mark.parametrize("precision", LOW)
+def test_the_input_table_is_the_float32_projection(translators, precision):
+    """Taken before the swap: the table is float32 and exact, not an int8/bf16 product."""
+    plain = translators["fp32"].model.decoders["rev"]
+    table = translators[precision].model.decoders["rev"].input_table
+    assert table.dtype == torch.float32
+    assert torch.equal(table, plain.input_table)
+    with torch.inference_mode():
+        assert torch.allclose(table, plain.emb_proj(plain.embeddings.weight), atol=1e-6)
+
+
 @pytest.mark.parametrize("swap", [quantize_decoders, bf16_decoders])
 def test_an_output_layer_that_decoders_share_is_swapped_in_each(swap):
     if swap is quantize_decoders and not int8_available():
