@@ -4,7 +4,7 @@
                                 [--device auto] [--batches 64,256,1000]
 
 1. The fast paths on the device, one reference batch in fp32 without dropout: loss and every
-   gradient against the CPU's (packed encoder and fixed-shape loss on CUDA; segmented encoder
+   gradient against the CPU's (packed encoder and fixed-shape loss on CUDA; unpacked encoder
    and row-selected loss on the CPU), and the training loop forms (steplinear.py,
    AdditiveAttention.loop) against plain autograd; then the loss under the default precision
    (bf16 autocast where the GPU has it) against fp32.
