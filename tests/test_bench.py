@@ -57,6 +57,8 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
         assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
     assert ("train_bf16" in ours) is bf16 and ("greedy_bf16" in ours) is bf16
     assert ours["first_line_s"] > 0 and report["machine"]["torch"]
+    assert report["steps"] == 50 and report["bench_wall_s"] > 0
+    assert "50 updates; the bench took" in done.stdout
     # Training's auto rests on a timing probe: bf16 is possible only where it is native.
     assert ours["auto"]["train"] in (["fp32", "bf16"] if bf16 else ["fp32"])
     assert ours["auto"]["translate"] == auto_precision(torch.device("cpu"))
@@ -71,7 +73,7 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
                                "--config", str(config), "--batches", "2", "--sentences", "8",
                                "--threads", "1"], capture_output=True, text=True, timeout=600)
     assert profiled.returncode == 0, profiled.stderr
-    for part in ("## Training, fp32", "## Beam 5, fp32"):
+    for part in ("## Training, fp32", "## Beam 5, int8"):
         assert part in profiled.stdout
     assert profiled.stdout.count("Self CPU time total") == 2
 

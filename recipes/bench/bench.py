@@ -3,7 +3,7 @@
 Runs the real commands as child processes (so peak memory is each process's own RSS), prints a
 table and writes JSON. Not a test: run it on an otherwise idle machine.
 
-    python recipes/bench/bench.py [--steps 300] [--out bench-out] [--peers DIR]
+    python recipes/bench/bench.py [--steps 300 | --quick] [--out bench-out] [--peers DIR]
 
 It preprocesses Multi30k en-de (joint sentencepiece 8k, per-side vocabularies), trains the
 reference configuration for --steps updates of 64 sentences in fp32, and in bf16 too where the
@@ -13,6 +13,8 @@ and (where native) bf16 (batch 64; whole command, model load included), times `n
 the start-up of `nmt translate` to its first output line, and scores the outputs. With --peers
 DIR it also runs Joey NMT and OpenNMT-py through ../shared/peers/peers.sh (virtualenvs made once
 in DIR) with the same number of updates, in the same run, and prints our ratios to theirs.
+--quick is 200 updates: with --peers about 15 minutes on the project's 2-core machine, of which
+Joey NMT's training takes half (300 updates took 20 minutes there).
 """
 
 from __future__ import annotations
@@ -232,7 +234,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
-    parser.add_argument("--steps", type=int, default=300, help="training updates (quick: 300)")
+    parser.add_argument("--steps", type=int, default=300, help="training updates")
+    parser.add_argument("--quick", action="store_const", const=200, dest="steps",
+                        help="200 updates (--steps 200)")
     parser.add_argument("--warmup", type=int, default=50, help="updates left out of the rate")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", type=Path,
@@ -243,17 +247,20 @@ def main() -> None:
     if not (args.data / "train.en.gz").is_file():
         sys.exit(f"bench: Multi30k not found at {args.data}")
     args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     ours = bench_ours(args)
     peers = bench_peers(args) if args.peers else None
     import torch
 
     report = {"nmt": ours, "peers": peers, "steps": args.steps,
+              "bench_wall_s": round(time.perf_counter() - start, 1),
               "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                           "python": platform.python_version(), "torch": torch.__version__,
                           "cuda": (torch.cuda.get_device_name()
                                    if torch.cuda.is_available() else None)}}
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print_table(ours, peers)
+    print(f"{args.steps} updates; the bench took {report['bench_wall_s'] / 60:.1f} minutes")
     print(f"\n{args.out / 'bench.json'}")
 
 

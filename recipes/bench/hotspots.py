@@ -2,11 +2,13 @@
 
 Profiles (1) training batches of the reference model on a bundle (what `make bench` builds under
 bench-out/), forward, backward and optimizer step, and (2) beam search with a trained model on
-test_2016_flickr, each in the precision asked for. Prints self-CPU tables sorted by time. Not a
-test: run it on an otherwise idle machine.
+test_2016_flickr, each in the precision asked for (by default training fp32 and search int8,
+what `--precision auto` picks on a CPU without fast bf16). Prints self-CPU tables sorted by
+time. Not a test: run it on an otherwise idle machine.
 
     python recipes/bench/hotspots.py [--bundle bench-out/bundle] [--model bench-out/model]
-                                    [--precision fp32|bf16] [--batches 20] [--sentences 256]
+                                    [--precision fp32|bf16] [--search-precision int8|fp32|bf16]
+                                    [--batches 20] [--sentences 256]
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def profile_training(args: argparse.Namespace) -> None:
 
 
 def profile_search(args: argparse.Namespace) -> None:
-    translator = load_translator(args.model, torch.device("cpu"), args.precision)
+    translator = load_translator(args.model, torch.device("cpu"), args.search_precision)
     with gzip.open(TEST, "rt", encoding="utf-8") as handle:
         lines = handle.read().splitlines()[: args.sentences]
     opts = SearchOptions(beam=5)
@@ -92,8 +94,8 @@ def profile_search(args: argparse.Namespace) -> None:
     rate = len(lines) / (time.perf_counter() - start)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         list(translate_stream(translator, lines, None, opts))
-    print(f"\n## Beam 5, {args.precision}: {len(lines)} sentences of test_2016_flickr, batch 64, "
-          f"{rate:.1f} sentences/s without the profiler\n")
+    print(f"\n## Beam 5, {args.search_precision}: {len(lines)} sentences of test_2016_flickr, "
+          f"batch 64, {rate:.1f} sentences/s without the profiler\n")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
 
 
@@ -104,7 +106,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "bench-out" / "model")
     parser.add_argument("--config", type=Path,
                         default=ROOT / "recipes" / "multi30k" / "reference.toml")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="training's")
+    parser.add_argument("--search-precision", choices=["fp32", "bf16", "int8"], default="int8",
+                        help="beam search's (int8: what --precision auto picks on a CPU)")
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--sentences", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
