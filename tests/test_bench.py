@@ -55,6 +55,8 @@ def test_bench_runs_on_tiny_settings(multi30k, tmp_path):
     names = ["beam5", "greedy", "beam5_int8", "greedy_int8"]
     for name in names + (["beam5_bf16", "greedy_bf16"] if bf16 else []):
         assert ours[name]["sentences_per_s"] > 0 and 0 <= ours[name]["bleu"] <= 100
+        hyp = (out / f"test.{name}.de").read_text(encoding="utf-8")
+        assert ours[name]["words"] == len(hyp.split())
     assert ("train_bf16" in ours) is bf16 and ("greedy_bf16" in ours) is bf16
     assert ours["first_line_s"] > 0 and report["machine"]["torch"]
     assert report["steps"] == 50 and report["bench_wall_s"] > 0
@@ -119,6 +121,15 @@ def test_peer_output_is_parsed():
     assert peers["joey"]["train_peak_rss_mb"] == 1600 and peers["onmt"]["train_peak_rss_mb"] == 3200
     assert peers["joey"]["beam5"]["wall_s"] == 96.5 and peers["joey"]["beam5"]["bleu"] == 12.1
     assert peers["onmt"]["greedy"]["sentences_per_s"] == 73.0
+
+
+def test_outputs_of_different_lengths_are_flagged():
+    ours = {"beam5": {"words": 10000}, "greedy": {"words": 9000}}
+    peers = {"joey": {"beam5": {"words": 11900}, "greedy": {"words": 9000}},
+             "onmt": {"beam5": {"words": 6500}}}
+    assert bench.length_mismatches(ours, peers) == ["onmt beam5: 6500 words against our 10000"]
+    peers["joey"]["beam5"]["words"] = 12100
+    assert len(bench.length_mismatches(ours, peers)) == 2
 
 
 def test_memory_script_reports_each_size(reversal_run, tmp_path):

@@ -13,8 +13,11 @@ and (where native) bf16 (batch 64; whole command, model load included), times `n
 the start-up of `nmt translate` to its first output line, and scores the outputs. With --peers
 DIR it also runs Joey NMT and OpenNMT-py through ../shared/peers/peers.sh (virtualenvs made once
 in DIR) with the same number of updates, in the same run, and prints our ratios to theirs.
---quick is 200 updates: with --peers about 15 minutes on the project's 2-core machine, of which
-Joey NMT's training takes half (300 updates took 20 minutes there).
+--quick is 200 updates: with --peers 14.9 minutes on the project's 2-core machine (300 updates:
+20 minutes, half of it Joey NMT's training). Translation speed depends on output length, and
+an undertrained model that stops early decodes less: the table gives the output words of each
+system, and warns where a peer's differ from ours by over 20% (at 200 updates OpenNMT-py's
+outputs were 40% shorter than ours and the references; at 300 the lengths are comparable).
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ def translations(bf16: bool) -> list[tuple[str, int, str]]:
             for search, beam in (("beam5", 5), ("greedy", 1))]
 
 
+def words(path: Path) -> int:
+    """Whitespace-separated words of a translation: a search's work grows with its output."""
+    with open(path, encoding="utf-8") as handle:
+        return sum(len(line.split()) for line in handle)
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
@@ -144,7 +153,7 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
                       "--beam", str(beam), "--batch-size", "64", "--threads", str(args.threads),
                       "--precision", precision])
         timing["sentences_per_s"] = round(lines / timing["wall_s"], 1)
-        result[name] = {**timing, **score(hyp, ref)}
+        result[name] = {**timing, **score(hyp, ref), "words": words(hyp)}
     result["help_s"] = run([*NMT, "--help"])["wall_s"]
     result["first_line_s"] = first_line_latency(model, "A man is riding a bicycle down the street.")
     return result
@@ -160,7 +169,26 @@ def bench_peers(args: argparse.Namespace) -> dict[str, Any]:
     for stage in stages:
         text += subprocess.run(["bash", str(PEERS_SH), stage], env=env, check=True,
                                capture_output=True, text=True).stdout
-    return parse_peers(text)
+    peers = parse_peers(text)
+    for peer, runs in peers.items():
+        for search, beam in (("beam5", 5), ("greedy", 1)):
+            output = args.peers / peer / f"test.b{beam}.txt"
+            if search in runs and output.is_file():
+                runs[search]["words"] = words(output)
+    return peers
+
+
+def length_mismatches(ours: dict[str, Any], peers: dict[str, Any],
+                      tolerance: float = 0.2) -> list[str]:
+    """Translations whose output length differs from ours by more than `tolerance`: their
+    sentences/s are not comparable (an undertrained model that stops early decodes less)."""
+    found = []
+    for search in ("beam5", "greedy"):
+        for peer, runs in peers.items():
+            theirs, mine = runs.get(search, {}).get("words"), ours[search].get("words")
+            if theirs and mine and abs(theirs / mine - 1) > tolerance:
+                found.append(f"{peer} {search}: {theirs} words against our {mine}")
+    return found
 
 
 def parse_peers(text: str) -> dict[str, Any]:
@@ -204,6 +232,8 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
         rows.append((f"{label} sentences/s", ours[name]["sentences_per_s"],
                      (peer, "sentences_per_s")))
         rows.append((f"{label} BLEU", ours[name]["bleu"], (peer, "bleu")))
+        if precision == "fp32":
+            rows.append((f"{label} output words", ours[name]["words"], (peer, "words")))
         if name == "beam5":
             rows.append(("beam 5 peak RSS MB", ours[name]["peak_rss_mb"], (peer, "peak_rss_mb")))
     rows += [("nmt --help s", ours["help_s"], None),
@@ -224,6 +254,11 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
             line += "".join(f"{t if t is not None else '-':>10}" for t in theirs)
             line += "".join(f"{value / t:>8.2f}" if t else f"{'-':>8}" for t in theirs)
         print(line)
+    if peers:
+        mismatched = length_mismatches(ours, peers)
+        if mismatched:
+            print("warning: outputs of different lengths, so their sentences/s ratios are not "
+                  "comparable (train longer): " + "; ".join(mismatched))
     auto = ours["auto"]
     print(f"--precision auto (the default) here: training {auto['train']}, "
           f"translation {auto['translate']}")
