@@ -10,9 +10,10 @@ reference configuration for --steps updates of 64 sentences in fp32, and in bf16
 CPU multiplies bf16 natively (steady-state target tokens/s: the log intervals after --warmup),
 translates test_2016_flickr with the fp32 model, beam 5 and greedy, with --precision fp32, int8
 and (where native) bf16 (batch 64; whole command, model load included), times `nmt --help` and
-the start-up of `nmt translate` to its first output line, and scores the outputs. With --peers
-DIR it also runs Joey NMT and OpenNMT-py through ../shared/peers/peers.sh (virtualenvs made once
-in DIR) with the same number of updates, in the same run, and prints our ratios to theirs.
+the start-up of `nmt translate` to its first output line (and, beside it, `import torch` alone),
+and scores the outputs. With --peers DIR it also runs Joey NMT and OpenNMT-py through
+../shared/peers/peers.sh (virtualenvs made once in DIR) with the same number of updates, in the
+same run, and prints our ratios to theirs.
 --quick is 200 updates: with --peers 14.9 minutes on the project's 2-core machine (300 updates:
 20 minutes, half of it Joey NMT's training). Translation speed depends on output length, and
 an undertrained model that stops early decodes less: the table gives the output words of each
@@ -155,7 +156,11 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
         timing["sentences_per_s"] = round(lines / timing["wall_s"], 1)
         result[name] = {**timing, **score(hyp, ref), "words": words(hyp)}
     result["help_s"] = run([*NMT, "--help"])["wall_s"]
-    result["first_line_s"] = first_line_latency(model, "A man is riding a bicycle down the street.")
+    # Start-up is mostly `import torch`, whose time moves by 0.5 s between runs: medians of 3.
+    line = "A man is riding a bicycle down the street."
+    result["first_line_s"] = statistics.median(first_line_latency(model, line) for _ in range(3))
+    result["import_torch_s"] = statistics.median(
+        run([sys.executable, "-c", "import torch"])["wall_s"] for _ in range(3))
     return result
 
 
@@ -237,7 +242,8 @@ def print_table(ours: dict[str, Any], peers: dict[str, Any] | None) -> None:
         if name == "beam5":
             rows.append(("beam 5 peak RSS MB", ours[name]["peak_rss_mb"], (peer, "peak_rss_mb")))
     rows += [("nmt --help s", ours["help_s"], None),
-             ("translate start-up to first line s", ours["first_line_s"], None)]
+             ("translate start-up to first line s", ours["first_line_s"], None),
+             ("of which python -c 'import torch' s", ours["import_torch_s"], None)]
     header = f"{'':38}{'nmt':>10}"
     if peers:
         header += f"{'Joey':>10}{'OpenNMT':>10}{'x Joey':>8}{'x ONMT':>8}"
