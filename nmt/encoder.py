@@ -125,10 +125,10 @@ class Encoder(nn.Module):
         """One unpacked call per layer and direction (module docstring)."""
         batch, src_len = emb.shape[:2]
         steps = torch.arange(src_len).expand(batch, -1)  # (B, S)
-        inside = (steps < lengths[:, None]).to(emb.device)  # (B, S)
+        inside = steps < lengths[:, None]  # (B, S)
         # Reversal within each length (padding stays in place); its own inverse.
-        flip = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-        flip = flip.to(emb.device)  # (B, S)
+        flip = torch.where(inside, lengths[:, None] - 1 - steps, steps).to(emb.device)  # (B, S)
+        inside = inside.to(emb.device)
         last = (lengths - 1).to(emb.device)  # (B,) each sentence's last real position
         x = emb
         for layer in range(self.layers):

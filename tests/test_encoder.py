@@ -96,10 +96,10 @@ def test_unpacked_calls_equal_the_packed_kernel(cell, layers, scale):
         grads = [leaf.grad] + [p.grad.clone() for p in encoder.rnn.parameters()]
         encoder.zero_grad()
         results.append((outputs, grads))
-    (packed, packed_grads), (pieces, pieces_grads) = results
-    for a, b in zip(packed + packed_grads, pieces + pieces_grads, strict=True):
+    (packed, packed_grads), (unpacked, unpacked_grads) = results
+    for a, b in zip(packed + packed_grads, unpacked + unpacked_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5 * scale), (a - b).abs().max()
-    assert torch.all(pieces[0][:, 6:] == 0)
+    assert torch.all(unpacked[0][:, 6:] == 0)
 
 
 @NEEDS_BF16

@@ -93,12 +93,16 @@ def preprocess_multi30k(data: Path, bundle: Path) -> dict[str, float]:
                 "--out", str(bundle), "--force"])
 
 
+# The two searches the bench times, by name and beam size (peers.sh names its outputs by beam).
+SEARCHES = (("beam5", 5), ("greedy", 1))
+
+
 def translations(bf16: bool) -> list[tuple[str, int, str]]:
     """(name, beam, precision) of each translation run; bf16 only where the CPU multiplies it
     natively (elsewhere it is emulated, several times slower than fp32)."""
     precisions = [("fp32", ""), *([("bf16", "_bf16")] if bf16 else []), ("int8", "_int8")]
     return [(f"{search}{suffix}", beam, precision) for precision, suffix in precisions
-            for search, beam in (("beam5", 5), ("greedy", 1))]
+            for search, beam in SEARCHES]
 
 
 def words(path: Path) -> int:
@@ -177,7 +181,7 @@ def bench_peers(args: argparse.Namespace) -> dict[str, Any]:
                                capture_output=True, text=True).stdout
     peers = parse_peers(text)
     for peer, runs in peers.items():
-        for search, beam in (("beam5", 5), ("greedy", 1)):
+        for search, beam in SEARCHES:
             output = args.peers / peer / f"test.b{beam}.txt"
             if search in runs and output.is_file():
                 runs[search]["words"] = words(output)
@@ -189,7 +193,7 @@ def length_mismatches(ours: dict[str, Any], peers: dict[str, Any],
     """Translations whose output length differs from ours by more than `tolerance`: their
     sentences/s are not comparable (an undertrained model that stops early decodes less)."""
     found = []
-    for search in ("beam5", "greedy"):
+    for search, _ in SEARCHES:
         for peer, runs in peers.items():
             theirs, mine = runs.get(search, {}).get("words"), ours[search].get("words")
             if theirs and mine and abs(theirs / mine - 1) > tolerance:
