@@ -17,6 +17,30 @@ def _run(runner: CliRunner, *args: str, quiet: bool = False):
     return runner.invoke(app, [*(["-q"] if quiet else []), "preprocess", *args])
 
 
+def _en_de(
+    runner: CliRunner,
+    train: str | Path,
+    out: Path,
+    *args: str,
+    tgt: str = "de",
+    quiet: bool = False,
+):
+    """`nmt preprocess --src en --tgt TGT --train TRAIN ARGS --out OUT`."""
+    return _run(
+        runner,
+        "--src",
+        "en",
+        "--tgt",
+        tgt,
+        "--train",
+        str(train),
+        *args,
+        "--out",
+        str(out),
+        quiet=quiet,
+    )
+
+
 def _fails(result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, result.stderr
     assert result.stdout == ""
@@ -46,21 +70,7 @@ def test_defaults_match_the_library(tmp_path: Path) -> None:
 
 def test_preprocess_prints_a_summary(runner: CliRunner, tmp_path: Path, tiny) -> None:
     out = tmp_path / "b"
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        tiny["train"],
-        "--valid",
-        tiny["valid"],
-        "--vocab-size",
-        "60",
-        "--out",
-        str(out),
-    )
+    result = _en_de(runner, tiny["train"], out, "--valid", tiny["valid"], "--vocab-size", "60")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert "dropped pairs: empty 0, too_long 0, ratio 0" in result.stderr
@@ -69,38 +79,20 @@ def test_preprocess_prints_a_summary(runner: CliRunner, tmp_path: Path, tiny) ->
 
 
 def test_quiet_prints_nothing(runner: CliRunner, tmp_path: Path, tiny) -> None:
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        tiny["train"],
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
-        quiet=True,
-    )
+    result = _en_de(runner, tiny["train"], tmp_path / "b", "--tokenizer", "word", quiet=True)
     assert result.exit_code == 0 and result.stdout == "" and result.stderr == ""
 
 
 def test_multi_target(runner: CliRunner, tmp_path: Path, tiny) -> None:
-    result = _run(
+    result = _en_de(
         runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de,fr",
-        "--train",
         tiny["train"],
+        tmp_path / "b",
         "--test",
         tiny["valid"],
         "--tokenizer",
         "char",
-        "--out",
-        str(tmp_path / "b"),
+        tgt="de,fr",
     )
     assert result.exit_code == 0, result.stderr
     bundle = open_bundle(tmp_path / "b")
@@ -113,21 +105,7 @@ def test_empty_train_lines_dropped_and_valid_kept(
 ) -> None:
     lines = {"en": ["one", "", "three"], "de": ["eins", "zwei", ""]}
     train, valid = write_corpus("t", lines), write_corpus("v", lines)
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        train,
-        "--valid",
-        valid,
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, train, tmp_path / "b", "--valid", valid, "--tokenizer", "word")
     assert result.exit_code == 0, result.stderr
     assert "train: 1 of 3 lines" in result.stderr and "empty 2" in result.stderr
     assert "2 lines with an empty side (kept, aligned)" in result.stderr
@@ -137,9 +115,7 @@ def test_empty_train_lines_dropped_and_valid_kept(
 
 def test_line_count_mismatch(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     train = write_corpus("train", {"en": ["a", "b", "c"], "de": ["x", "y"]})
-    result = _run(
-        runner, "--src", "en", "--tgt", "de", "--train", train, "--out", str(tmp_path / "b")
-    )
+    result = _en_de(runner, train, tmp_path / "b")
     _fails(result, 2, "train.de: has 2 lines but", "train.en has 3")
     assert not (tmp_path / "b").exists()
 
@@ -157,21 +133,7 @@ def test_invalid_utf8_names_file_and_line(runner: CliRunner, tmp_path: Path, wri
 def test_bom_crlf_and_nul(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     valid = write_corpus("v", {"en": b"\xef\xbb\xbfa\x00b\r\nc\r\n", "de": b"x\r\ny\r\n"})
     train = write_corpus("t", {"en": ["a b", "c"], "de": ["x", "y"]})
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        train,
-        "--valid",
-        valid,
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, train, tmp_path / "b", "--valid", valid, "--tokenizer", "word")
     assert result.exit_code == 0, result.stderr
     bundle = open_bundle(tmp_path / "b")
     assert bundle.text_path("valid", "src").read_bytes() == b"a b\nc\n"
@@ -181,21 +143,7 @@ def test_bom_crlf_and_nul(runner: CliRunner, tmp_path: Path, write_corpus) -> No
 def test_long_line(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     long = "x" * 100_000
     train = write_corpus("t", {"en": ["short", long], "de": ["kurz", "lang"]})
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        train,
-        "--valid",
-        train,
-        "--tokenizer",
-        "char",
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, train, tmp_path / "b", "--valid", train, "--tokenizer", "char")
     assert result.exit_code == 0, result.stderr
     assert "too_long 1" in result.stderr
     assert open_bundle(tmp_path / "b").source("valid").lengths.tolist() == [5, 100_000]
@@ -203,34 +151,18 @@ def test_long_line(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
 
 def test_empty_corpus(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     train = write_corpus("train", {"en": b"", "de": b""})
-    result = _run(
-        runner, "--src", "en", "--tgt", "de", "--train", train, "--out", str(tmp_path / "b")
-    )
+    result = _en_de(runner, train, tmp_path / "b")
     _fails(result, 2, "empty corpus", "train.en")
 
 
 def test_missing_file(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     train = write_corpus("train", {"en": ["a"]})
-    result = _run(
-        runner, "--src", "en", "--tgt", "de", "--train", train, "--out", str(tmp_path / "b")
-    )
+    result = _en_de(runner, train, tmp_path / "b")
     _fails(result, 2, "train.de: no such file")
 
 
 def test_unknown_tokenizer(runner: CliRunner, tmp_path: Path, tiny) -> None:
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        tiny["train"],
-        "--tokenizer",
-        "bytes",
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, tiny["train"], tmp_path / "b", "--tokenizer", "bytes")
     _fails(result, 2, "'bytes' is not one of")
 
 
@@ -271,19 +203,7 @@ def test_existing_bundle_needs_force(runner: CliRunner, tmp_path: Path, tiny) ->
 
 def test_failed_run_leaves_no_bundle(runner: CliRunner, tmp_path: Path, tiny, write_corpus) -> None:
     bad = write_corpus("bad", {"en": ["a", "b"], "de": b"x\n\xff\n"})  # fails after train
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        tiny["train"],
-        "--test",
-        bad,
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, tiny["train"], tmp_path / "b", "--test", bad)
     _fails(result, 2, "bad.de:2: invalid UTF-8")
     assert not [
         p for p in tmp_path.iterdir() if p.name in ("b", ".b.old") or p.name.startswith(".b.")
@@ -293,19 +213,7 @@ def test_failed_run_leaves_no_bundle(runner: CliRunner, tmp_path: Path, tiny, wr
 def test_tsv_input(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "train.tsv"
     path.write_text("de\tid\ten\nhallo\t1\thello\nwelt\t2\tworld\n", encoding="utf-8")
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        str(path),
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
-    )
+    result = _en_de(runner, path, tmp_path / "b", "--tokenizer", "word")
     assert result.exit_code == 0, result.stderr
     bundle = open_bundle(tmp_path / "b")
     assert bundle.src_vocab.decode(bundle.source("train")[0]) == ["hello"]
@@ -319,20 +227,8 @@ def test_jsonl_input_with_columns(runner: CliRunner, tmp_path: Path) -> None:
         {"english": "a dog", "german": "ein Hund"},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        str(path),
-        "--columns",
-        "english,german",
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
+    result = _en_de(
+        runner, path, tmp_path / "b", "--columns", "english,german", "--tokenizer", "word"
     )
     assert result.exit_code == 0, result.stderr
     bundle = open_bundle(tmp_path / "b")
@@ -346,15 +242,10 @@ def test_hf_local_dataset(runner: CliRunner, tmp_path: Path) -> None:
         train=datasets.Dataset.from_dict({"translation": pairs}),
         dev=datasets.Dataset.from_dict({"translation": pairs[:2]}),
     ).save_to_disk(str(tmp_path / "ds"))
+    hf = ["--src", "en", "--tgt", "fr", "--hf-dataset", str(tmp_path / "ds"), "--hf-split"]
     result = _run(
         runner,
-        "--src",
-        "en",
-        "--tgt",
-        "fr",
-        "--hf-dataset",
-        str(tmp_path / "ds"),
-        "--hf-split",
+        *hf,
         "train=train,valid=dev",
         "--tokenizer",
         "word",
@@ -366,17 +257,5 @@ def test_hf_local_dataset(runner: CliRunner, tmp_path: Path) -> None:
     bundle = open_bundle(tmp_path / "b")
     assert bundle.splits == ("train", "valid") and len(bundle.source("train")) == 5
     assert bundle.text_path("valid", "fr").read_text(encoding="utf-8") == "phrase 0\nphrase 1\n"
-    result = _run(
-        runner,
-        "--src",
-        "en",
-        "--tgt",
-        "fr",
-        "--hf-dataset",
-        str(tmp_path / "ds"),
-        "--hf-split",
-        "train=train,test=test",
-        "--out",
-        str(tmp_path / "c"),
-    )
+    result = _run(runner, *hf, "train=train,test=test", "--out", str(tmp_path / "c"))
     _fails(result, 2, "no split 'test'")

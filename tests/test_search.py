@@ -60,7 +60,29 @@ def one_sentence(enc: FakeEnc, b: int) -> FakeEnc:
     return FakeEnc(enc.states[b : b + 1, :n], enc.mask[b : b + 1, :n])
 
 
-class ScriptedDecoder:
+class HistoryDecoder:
+    """A decoder whose next-token logits depend only on the tokens fed so far (`logits`), with
+    uniform attention."""
+
+    def memory(self, enc: FakeEnc) -> FakeEnc:
+        return enc
+
+    def init_state(self, enc: FakeEnc) -> FakeState:
+        batch = enc.mask.size(0)
+        return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
+
+    def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
+        enc = enc.rows(len(prev))
+        history = torch.cat([state.history, prev[:, None]], 1)  # (N, t+1)
+        attn = enc.mask.double() / enc.mask.sum(1, keepdim=True)  # (N, S) uniform
+        return self.logits(history), FakeState(state.h, history), attn
+
+    def logits(self, history: Tensor) -> Tensor:
+        """(N, t+1) tokens fed so far, BOS first -> (N, V) logits of the next token."""
+        raise NotImplementedError
+
+
+class ScriptedDecoder(HistoryDecoder):
     """p(next | prefix) = table[prefix] (else default); unlisted tokens get EPS."""
 
     EPS = 1e-6
@@ -74,23 +96,13 @@ class ScriptedDecoder:
         self.table, self.vocab, self.default = table, vocab, default or {EOS: 1.0}
         self.steps = 0
 
-    def memory(self, enc: FakeEnc) -> FakeEnc:
-        return enc
-
-    def init_state(self, enc: FakeEnc) -> FakeState:
-        batch = enc.mask.size(0)
-        return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
-
-    def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
-        enc = enc.rows(len(prev))
-        history = torch.cat([state.history, prev[:, None]], 1)  # (N, t+1)
-        probs = torch.full((len(prev), self.vocab), self.EPS, dtype=torch.float64)
+    def logits(self, history: Tensor) -> Tensor:
+        probs = torch.full((len(history), self.vocab), self.EPS, dtype=torch.float64)
         for row, prefix in enumerate(history[:, 1:].tolist()):
             for token, p in self.table.get(tuple(prefix), self.default).items():
                 probs[row, token] = p
-        attn = enc.mask.double() / enc.mask.sum(1, keepdim=True)  # (N, S) uniform
         self.steps += 1
-        return probs.log(), FakeState(state.h, history), attn
+        return probs.log()
 
     def log_prob(self, tokens: list[int]) -> float:
         """Teacher-forced log P(tokens, EOS), with the search's renormalisation."""
@@ -248,7 +260,7 @@ def test_beam_one_is_greedy(scale: float):
         assert sum(len(h[0]) > 1 for h in gold.tokens) > 3  # the outputs are not trivial
 
 
-class TieDecoder:
+class TieDecoder(HistoryDecoder):
     """25 steps where C is barely best of 10 (log p ~ -2.3 each), then A and B whose logits are
     one float apart (`high` the higher one), then EOS. Their log-probabilities round to a tie,
     and so do score + log p after 25 steps (~ -57): beam 1 must still take `high`, as greedy."""
@@ -256,17 +268,8 @@ class TieDecoder:
     def __init__(self, high: int):
         self.high = high
 
-    def memory(self, enc: FakeEnc) -> FakeEnc:
-        return enc
-
-    def init_state(self, enc: FakeEnc) -> FakeState:
-        batch = enc.mask.size(0)
-        return FakeState(torch.zeros(batch, 1), torch.empty(batch, 0, dtype=torch.long))
-
-    def step(self, prev: Tensor, state: FakeState, enc: FakeEnc):
-        enc = enc.rows(len(prev))
-        history = torch.cat([state.history, prev[:, None]], 1)  # (N, t+1)
-        logits, done = torch.zeros(len(prev), 10), history.size(1) - 1
+    def logits(self, history: Tensor) -> Tensor:
+        logits, done = torch.zeros(len(history), 10), history.size(1) - 1
         if done < 25:
             logits[:, C] = 1e-3
         elif done == 25:
@@ -274,8 +277,7 @@ class TieDecoder:
             logits[:, self.high] = torch.nextafter(torch.tensor(1e-3), torch.tensor(1.0))
         else:
             logits[:, EOS] = 10.0
-        attn = enc.mask.float() / enc.mask.sum(1, keepdim=True)
-        return logits, FakeState(state.h, history), attn
+        return logits
 
 
 @pytest.mark.parametrize("high", [A, B])
