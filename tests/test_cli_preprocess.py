@@ -122,10 +122,9 @@ def test_line_count_mismatch(runner: CliRunner, tmp_path: Path, write_corpus) ->
 
 def test_invalid_utf8_names_file_and_line(runner: CliRunner, tmp_path: Path, write_corpus) -> None:
     train = write_corpus("train", {"en": b"ok\nalso ok\nbad\xfe\n", "de": b"a\nb\nc\n"})
-    args = ["--src", "en", "--tgt", "de", "--train", train, "--tokenizer", "word"]
-    result = _run(runner, *args, "--out", str(tmp_path / "b"))
+    result = _en_de(runner, train, tmp_path / "b", "--tokenizer", "word")
     _fails(result, 2, "train.en:3: invalid UTF-8", "--errors replace")
-    result = _run(runner, *args, "--errors", "replace", "--out", str(tmp_path / "b"))
+    result = _en_de(runner, train, tmp_path / "b", "--tokenizer", "word", "--errors", "replace")
     assert result.exit_code == 0, result.stderr
     assert "￭\ufffd" in open_bundle(tmp_path / "b").src_vocab  # "bad" + joined U+FFFD
 
@@ -179,26 +178,14 @@ def test_unknown_tokenizer(runner: CliRunner, tmp_path: Path, tiny) -> None:
 def test_bad_option_values(
     runner: CliRunner, tmp_path: Path, tiny, args: list[str], message: str
 ) -> None:
-    base = ["--src", "en", "--tgt", "de", "--train", tiny["train"], "--out", str(tmp_path / "b")]
-    _fails(_run(runner, *base, *args), 3, message)
+    _fails(_en_de(runner, tiny["train"], tmp_path / "b", *args), 3, message)
 
 
 def test_existing_bundle_needs_force(runner: CliRunner, tmp_path: Path, tiny) -> None:
-    args = [
-        "--src",
-        "en",
-        "--tgt",
-        "de",
-        "--train",
-        tiny["train"],
-        "--tokenizer",
-        "word",
-        "--out",
-        str(tmp_path / "b"),
-    ]
-    assert _run(runner, *args).exit_code == 0
-    _fails(_run(runner, *args), 2, "already exists", "--force")
-    assert _run(runner, *args, "--force").exit_code == 0
+    args = [tiny["train"], tmp_path / "b", "--tokenizer", "word"]
+    assert _en_de(runner, *args).exit_code == 0
+    _fails(_en_de(runner, *args), 2, "already exists", "--force")
+    assert _en_de(runner, *args, "--force").exit_code == 0
 
 
 def test_failed_run_leaves_no_bundle(runner: CliRunner, tmp_path: Path, tiny, write_corpus) -> None:
