@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nmt.errors import NmtError
+from nmt.errors import NmtError, SystemFailure, describe_os_error
 
 stderr = Console(stderr=True, highlight=False)
 _state = {"quiet": False}
@@ -58,12 +59,21 @@ def progress(transient: bool = False) -> Progress:
 
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn NmtError (and Ctrl-C) into one line on stderr and a non-zero exit code."""
+    """Turn NmtError, OSError (a full disk, a file too large) and Ctrl-C into one line on
+    stderr and a non-zero exit code."""
     try:
         yield
     except NmtError as err:
-        stderr.print(f"[red]error:[/red] {err}", soft_wrap=True)
-        raise typer.Exit(err.exit_code) from None
+        _fail(str(err), err.exit_code)
+    except BrokenPipeError:  # the reader left (`nmt translate | head`): quiet, as a shell tool
+        raise typer.Exit(141) from None
+    except OSError as err:
+        _fail(describe_os_error(err), SystemFailure.exit_code)
     except KeyboardInterrupt:
         stderr.print("[red]interrupted[/red]")
         raise typer.Exit(130) from None
+
+
+def _fail(message: str, code: int) -> None:
+    stderr.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code) from None

@@ -38,3 +38,16 @@ class CheckpointError(NmtError):
     """A checkpoint that is missing, corrupt, unsafe or of an unknown format."""
 
     exit_code = 4
+
+
+class SystemFailure(NmtError):
+    """The system refused a read or write (disk full, file too large, no permission)."""
+
+    exit_code = 5
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError: the file it names and the system's reason."""
+    reason = err.strerror or str(err) or type(err).__name__
+    name = err.filename
+    return f"{name}: {reason}" if name else reason
