@@ -18,12 +18,17 @@ import torch
 
 from nmt import checkpoint, runlog, search
 from nmt.data import pad_sequences
+from nmt.encoder import EncoderOutput
 from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
 # Of the decoders' multiplies (quantize.py); auto: `auto_precision`.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# The source axis is padded to a multiple of this many positions for search: attention's sums
+# over it then run over whole SIMD vectors, each position in the same lane whatever the batch's
+# longest sentence, and padding adds exact zeros, so a sentence's sums do not depend on the batch.
+SOURCE_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class Translator:
             (lengths.double() * opts.len_a + opts.len_b).long().clamp(max=opts.max_output_len)
         )
         self.model.eval()
-        enc = self.model.encode(src.to(self.device), lengths)
+        enc = _pad_source(self.model.encode(src.to(self.device), lengths))
         decoder = self.model.decoders[task]
         if opts.beam <= 1 and opts.n_best <= 1:
             return search.greedy(decoder, enc, max_lengths.to(self.device), return_attention)
@@ -101,6 +106,17 @@ class Translator:
     def detokenize(self, ids: list[int], task: str) -> tuple[str, list[str]]:
         pieces = self.tgt_vocabs[task].decode(ids + [EOS])
         return self.tgt_tokenizers[task].decode(pieces), pieces
+
+
+def _pad_source(enc: EncoderOutput) -> EncoderOutput:
+    """enc with zero states and False mask appended to a multiple of SOURCE_BLOCK positions."""
+    batch, src_len, size = enc.states.shape
+    extra = -src_len % SOURCE_BLOCK
+    if not extra:
+        return enc
+    states = torch.cat([enc.states, enc.states.new_zeros(batch, extra, size)], dim=1)
+    mask = torch.cat([enc.mask, enc.mask.new_zeros(batch, extra)], dim=1)
+    return EncoderOutput(states, mask, enc.final, enc.final_cell)
 
 
 def _batches(
@@ -243,9 +259,9 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
         model = pad_output_layers(model.to(device).eval())
         for decoder in model.decoders.values():
             decoder.tabulate_inputs()  # before the swap: the table is float32
-        if precision != "fp32":
-            from nmt.quantize import bf16_decoders, quantize_decoders
+        from nmt.quantize import bf16_decoders, fp32_decoders, quantize_decoders
 
-            (quantize_decoders if precision == "int8" else bf16_decoders)(model)
+        swaps = {"int8": quantize_decoders, "bf16": bf16_decoders, "fp32": fp32_decoders}
+        swaps[precision](model)
         return Translator(model, meta.src_tokenizer, meta.src_vocab,
                           meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)

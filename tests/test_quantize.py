@@ -9,7 +9,14 @@ from nmt.config import ModelConfig
 from nmt.errors import ConfigError
 from nmt.model import build_model
 from nmt.padcols import PaddedLinear
-from nmt.quantize import Bf16Linear, bf16_decoders, int8_available, quantize_decoders
+from nmt.quantize import (
+    Bf16Linear,
+    Fp32Linear,
+    Int8Linear,
+    bf16_decoders,
+    int8_available,
+    quantize_decoders,
+)
 from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
 
 from conftest import write_reversal
@@ -31,7 +38,7 @@ def _output_multiply(decoder):
 def _swapped(module, precision: str) -> bool:
     if precision == "bf16":
         return type(module) is Bf16Linear and module.weight.dtype == torch.bfloat16
-    return type(module).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    return type(module) is Int8Linear and module.weight_t.dtype == torch.int8
 
 
 @pytest.mark.parametrize("precision", LOW)
@@ -45,9 +52,8 @@ def test_the_decoder_multiplies_are_swapped_and_the_encoder_is_not(translators, 
     assert low.model.encoder.rnn.weight_ih_l0.dtype == torch.float32
     energy = decoder.attention.energy  # its (N, S, A) input is larger than its multiply
     assert type(energy) is torch.nn.Linear and energy.weight.dtype == torch.float32
-    plain = translators["fp32"].model.decoders["rev"]
-    assert type(_output_multiply(plain)) is torch.nn.Linear  # the fp32 model is untouched
-    assert _output_multiply(plain).weight.dtype == torch.float32
+    plain = _output_multiply(translators["fp32"].model.decoders["rev"])
+    assert type(plain) is Fp32Linear and plain.linear.weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("precision", LOW)
@@ -105,6 +111,46 @@ def test_low_precision_translations_are_as_good_as_fp32(translators, precision, 
     bleu = [sacrebleu.corpus_bleu(hyps, [refs]).score for hyps in (fp32, quant)]
     assert bleu[0] > 5  # the model has learned something (BLEU about 9)
     assert abs(bleu[1] - bleu[0]) < 1.0, bleu
+
+
+def _rows_of_different_scales(rows: int, size: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    scales = torch.logspace(-3, 2, rows)[torch.randperm(rows, generator=gen)]
+    return torch.randn(rows, size, generator=gen) * scales[:, None]
+
+
+def test_int8_linear_is_its_equation():
+    """y = s_x s_w (q_x q_w^T) + b, computed in float64 from the same integers."""
+    linear = torch.nn.Linear(48, 24)
+    x = _rows_of_different_scales(37, 48)
+    low = Int8Linear(linear)
+    with torch.inference_mode():
+        got = low(x.view(37, 1, 48)).view(37, 24)
+        s_x = x.abs().amax(1, keepdim=True) / 127
+        q_x = torch.round(x / s_x).clamp(-127, 127)
+        s_w = linear.weight.abs().amax(1) / 127
+        q_w = torch.round(linear.weight / s_w[:, None])
+        want = (q_x.double() @ q_w.double().t()) * s_x.double() * s_w.double() + linear.bias
+        assert torch.equal(low.weight_t.t().float(), q_w)
+        torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-6)
+        # and close to the float32 layer: a rounding error per row of its own scale
+        error = (got - linear(x)).abs().amax(1)
+        assert bool((error <= 0.02 * x.abs().amax(1) * linear.weight.abs().sum(1).max()).all())
+
+
+@pytest.mark.parametrize("layer", [Int8Linear, Fp32Linear])
+def test_a_row_gives_the_same_bits_alone_or_among_others(layer):
+    """Rows of very different scales, 1 to 300 at a time: each row's result is bit-identical."""
+    torch.set_num_threads(2)  # the CPU kernels split work between threads by the row count
+    linear = torch.nn.Linear(512, 512)
+    swapped = layer(linear)
+    x = _rows_of_different_scales(300, 512)
+    with torch.inference_mode():
+        together = swapped(x)
+        for rows in (1, 5, 15, 16, 33, 299):
+            assert torch.equal(swapped(x[-rows:]), together[-rows:]), rows
+        if layer is Fp32Linear:  # the same products as the plain layer, summed in block order
+            torch.testing.assert_close(together, linear(x), rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_precision_is_refused(reversal_run):

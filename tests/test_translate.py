@@ -120,4 +120,5 @@ def test_loaded_model_equals_a_freshly_built_one(translator, reversal_run):
     with torch.inference_mode():
         expected, _ = plain.decoders["rev"](tgt, plain.encode(src, lengths))
         got, _ = fast.decoders["rev"](tgt, fast.encode(src, lengths))
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # Translation multiplies rows in fixed blocks (quantize.Fp32Linear): sums round differently.
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
