@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from nmt_cli import console
-from nmt_cli.options import Device
+from nmt_cli.options import Device, Threads, with_decoding_options
 
 
+@with_decoding_options
 def evaluate(
     ref: Annotated[
         list[str], typer.Option(help="Reference file; with a multi-task model, TASK=FILE (repeat).")
@@ -29,17 +30,18 @@ def evaluate(
     task: Annotated[
         str | None, typer.Option(help="Decoder to score (with --model and a plain --ref).")
     ] = None,
-    beam: Annotated[int, typer.Option(min=1, help="Beam size when translating.")] = 5,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Sentences per batch when translating.")
-    ] = 64,
     ter: Annotated[bool, typer.Option(help="Also compute TER.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
     ] = False,
     device: Device = "auto",
+    threads: Threads = 0,
+    **decoding: Any,
 ) -> None:
-    """Score with sacreBLEU (BLEU, chrF; TER on request) and print the signatures."""
+    """Score with sacreBLEU (BLEU, chrF; TER on request) and print the signatures.
+
+    With --model, the source is translated exactly as `nmt translate` would with the same
+    decoding options (the same defaults), then scored."""
     from nmt.errors import ConfigError
     from nmt.evaluate import read_pair, score_lines
     from nmt.textio import read_lines
@@ -57,10 +59,13 @@ def evaluate(
         else:
             if src is None:
                 raise ConfigError("--model needs --src")
-            from nmt.device import choose_device
-            from nmt.translate import SearchOptions, load_translator, translate_stream
+            from nmt.config import DecodeOptions
+            from nmt.device import choose_device, set_threads
+            from nmt.translate import load_translator, search_options, translate_stream
 
-            translator = load_translator(model, choose_device(device))
+            opts = DecodeOptions(**decoding)
+            set_threads(threads)
+            translator = load_translator(model, choose_device(device), opts.precision)
             pairs = [r.split("=", 1) if "=" in r and not Path(r).exists() else [task, r]
                      for r in ref]
             for name, path in pairs:
@@ -71,8 +76,8 @@ def evaluate(
                     raise ConfigError(
                         f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}"
                     )
-                outputs = translate_stream(translator, sources, name, SearchOptions(beam=beam),
-                                           batch_size)
+                outputs = translate_stream(translator, sources, name, search_options(opts),
+                                           opts.batch_size, opts.batch_tokens, opts.window)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)
         _print(report, as_json)
 

@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from nmt.config import CONFIG_CLASSES, option_name
+from nmt.config import CONFIG_CLASSES, DecodeOptions, option_name
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Threads = Annotated[int, typer.Option(min=0, help="CPU threads (0 = one per core).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")]
 RunPath = Annotated[
     Path, typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file.")
@@ -44,9 +45,34 @@ def config_parameters() -> list[inspect.Parameter]:
     return params
 
 
+def decoding_parameters() -> list[inspect.Parameter]:
+    """One keyword-only option per field of DecodeOptions, with its default (a Literal field is
+    a string that DecodeOptions checks)."""
+    hints = typing.get_type_hints(DecodeOptions)
+    params = []
+    for field in dataclasses.fields(DecodeOptions):
+        hint = hints[field.name]
+        option = typer.Option(f"--{option_name(field.name)}", help=field.metadata["help"],
+                              min=field.metadata.get("min"), rich_help_panel="Decoding")
+        annotation = Annotated[str if typing.get_origin(hint) is Literal else hint, option]
+        params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=field.default, annotation=annotation))
+    return params
+
+
 def with_config_options(func: Any) -> Any:
     """Append the generated config options to a command function's signature."""
+    return _append_options(func, config_parameters())
+
+
+def with_decoding_options(func: Any) -> Any:
+    """Append the decoding options (shared by translate and evaluate) to a command's signature;
+    the command takes them as **settings and builds DecodeOptions(**settings)."""
+    return _append_options(func, decoding_parameters())
+
+
+def _append_options(func: Any, params: list[inspect.Parameter]) -> Any:
     signature = inspect.signature(func, eval_str=True)
     fixed = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    func.__signature__ = signature.replace(parameters=fixed + config_parameters())
+    func.__signature__ = signature.replace(parameters=fixed + params)
     return func

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from nmt_cli import console
-from nmt_cli.options import Device, RunPath
+from nmt_cli.options import Device, RunPath, Threads, with_decoding_options
 
 
+@with_decoding_options
 def translate(
     model: RunPath,
     input: Annotated[
@@ -25,26 +26,12 @@ def translate(
     task: Annotated[
         str | None, typer.Option(help="Decoder to use when the model has several.")
     ] = None,
-    beam: Annotated[int, typer.Option(min=1, help="Beam size; 1 is greedy search.")] = 5,
-    alpha: Annotated[
-        float, typer.Option(min=0.0, help="Length normalisation exponent (0 = none).")
-    ] = 1.0,
     n_best: Annotated[
         int, typer.Option(min=1, help="Hypotheses per line; >1 writes 'i ||| text ||| score'.")
     ] = 1,
-    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per batch.")] = 64,
-    batch_tokens: Annotated[
-        int, typer.Option(min=0, help="Source tokens per batch (0 = by sentences).")
-    ] = 0,
-    max_len_a: Annotated[
-        float, typer.Option(help="Max output length = a * source length + b.")
-    ] = 1.5,
-    max_len_b: Annotated[int, typer.Option(help="See --max-len-a.")] = 10,
-    window: Annotated[
-        int, typer.Option(min=1, help="Lines read and length-sorted at a time.")
-    ] = 2000,
     resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted --output after its last complete line.")
+        bool, typer.Option(help="Continue an interrupted --output after its last complete line "
+                           "(n-best: its last complete group); give the same options again.")
     ] = False,
     errors: Annotated[
         str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")
@@ -58,14 +45,9 @@ def translate(
     attention_lines: Annotated[
         int, typer.Option(min=1, help="Lines whose attention is plotted/dumped.")
     ] = 10,
-    precision: Annotated[
-        str,
-        typer.Option(help="Decoder multiplies: fp32, bf16 (GPU, or CPU with AMX or AVX512-BF16), "
-                     "int8 (CPU) or auto: int8 on the CPU (the fastest on every CPU measured), "
-                     "bf16 on a GPU that has it, else fp32."),
-    ] = "auto",
     device: Device = "auto",
-    threads: Annotated[int, typer.Option(help="CPU threads (0 = one per core).")] = 0,
+    threads: Threads = 0,
+    **decoding: Any,
 ) -> None:
     """Translate text with a trained model: one output line per input line, always."""
     import itertools
@@ -79,29 +61,30 @@ def translate(
         decode_lines,
         read_lines,
     )
-    from nmt.translate import SearchOptions, load_translator, translate_windows
+    from nmt.config import DecodeOptions
+    from nmt.translate import load_translator, search_options, translate_windows
 
     with console.cli_errors():
+        opts = DecodeOptions(**decoding)
         if errors not in ("strict", "replace"):
             raise ConfigError(f"--errors must be strict or replace, got {errors!r}")
         if resume and (output is None or input is None):
             raise ConfigError("--resume needs --input and --output files")
         set_threads(threads)
-        translator = load_translator(model, choose_device(device), precision)
-        opts = SearchOptions(beam, alpha, n_best, max_len_a, max_len_b)
-        sink = ResumableOutput(output, resume) if output else None
-        skip = sink.done // n_best if sink else 0
+        translator = load_translator(model, choose_device(device), opts.precision)
+        sink = ResumableOutput(output, resume, group=n_best) if output else None
+        skip = sink.done if sink else 0
         # The progress bar's total costs a pass over the file: only count when a bar is shown.
         show_bar = input is not None and not console.is_quiet() and sys.stderr.isatty()
         total = count_lines(input) if show_bar else None
         if input is None and _has_fd(sys.stdin):
             # Lines are translated as they arrive: a pipe kept open gets answers line by line.
-            windows = available_windows(sys.stdin.fileno(), "<stdin>", window, errors)
+            windows = available_windows(sys.stdin.fileno(), "<stdin>", opts.window, errors)
         else:
             source = (read_lines(input, errors) if input
                       else decode_lines(sys.stdin.buffer, "<stdin>", errors))
             lines = itertools.islice(source, skip, None)
-            windows = iter(lambda: list(itertools.islice(lines, window)), [])
+            windows = iter(lambda: list(itertools.islice(lines, opts.window)), [])
         name = str(input or "<stdin>")
         warn = lambda n: console.warn(  # noqa: E731
             f"{name}:{n}: line truncated to {translator.max_src_len} tokens"
@@ -111,8 +94,8 @@ def translate(
         try:
             with console.progress() as bar:
                 job = bar.add_task("translating", total=total, completed=skip)
-                stream = translate_windows(translator, windows, task, opts, batch_size,
-                                           batch_tokens, warn,
+                stream = translate_windows(translator, windows, task, search_options(opts, n_best),
+                                           opts.batch_size, opts.batch_tokens, warn,
                                            attention_lines
                                            if (attention_plot or attention_json) else 0)
                 for number, result in enumerate(stream, start=skip + 1):
@@ -128,7 +111,7 @@ def translate(
                     bar.advance(job)
                     if sink is None:
                         sys.stdout.flush()  # a reader at the other end of a pipe waits for it
-                    elif number % window == 0:
+                    elif number % opts.window == 0:
                         sink.flush()
         except BaseException:
             if sink:

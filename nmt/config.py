@@ -99,6 +99,37 @@ class TrainConfig:
 
 CONFIG_CLASSES = (ModelConfig, TrainConfig)
 
+# Of the decoders' multiplies at translation (quantize.py); auto: translate.auto_precision.
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How `nmt translate` and `nmt evaluate -m` decode: one set, so both give the same lines.
+    Each field is the CLI option of the same name (help and lowest value in its metadata)."""
+
+    precision: Precision = field(default="auto", metadata={
+        "help": "Decoder multiplies: fp32, bf16 (GPU, or CPU with AMX or AVX512-BF16), int8 "
+                "(CPU) or auto: int8 on the CPU (the fastest on every CPU measured), bf16 on a "
+                "GPU that has it, else fp32. Each gives the same line whatever the batch."})
+    beam: int = field(default=5, metadata={"help": "Beam size; 1 is greedy search.", "min": 1})
+    alpha: float = field(default=1.0, metadata={
+        "help": "Length normalisation exponent (0 = none).", "min": 0.0})
+    max_len_a: float = field(default=1.5, metadata={
+        "help": "Max output length = a * source length + b.", "min": 0.0})
+    max_len_b: int = field(default=10, metadata={"help": "See --max-len-a.", "min": 0})
+    batch_size: int = field(default=64, metadata={"help": "Sentences per batch.", "min": 1})
+    batch_tokens: int = field(default=0, metadata={
+        "help": "Source tokens per batch (0 = by sentences).", "min": 0})
+    window: int = field(default=2000, metadata={
+        "help": "Lines read and length-sorted at a time.", "min": 1})
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
+
 
 def option_name(key: str) -> str:
     """Field name -> long option name (`emb_size` -> `emb-size`)."""

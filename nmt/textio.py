@@ -186,32 +186,38 @@ def atomic_dir(path: Path | str, force: bool = False) -> Iterator[Path]:
 class ResumableOutput:
     """A text output built as `PATH.partial` and renamed to PATH once complete.
 
-    A crash leaves PATH untouched and the `.partial` file holding only whole lines (each write is
-    flushed at line boundaries by the caller); `resume=True` keeps those lines (`done` counts them)
-    and appends after them, otherwise the partial file is started afresh.
+    The output is a sequence of items of `group` lines each (an input line's n-best list). A crash
+    leaves PATH untouched and the `.partial` file holding whole lines; `resume=True` cuts it back
+    to its last whole item (`done` counts the items kept) and appends after them, otherwise the
+    partial file is started afresh.
     """
 
-    def __init__(self, path: Path | str, resume: bool = False):
+    def __init__(self, path: Path | str, resume: bool = False, group: int = 1):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done = 0
         if resume and self.partial.exists():
             data = self.partial.read_bytes()
-            complete = data[: data.rfind(b"\n") + 1]
-            self.done = complete.count(b"\n")
+            lines = data.count(b"\n")
+            self.done = lines // group
+            keep = 0
+            for _ in range(self.done * group):  # the end of the last whole item
+                keep = data.index(b"\n", keep) + 1
             with open(self.partial, "r+b") as handle:
-                handle.truncate(len(complete))
+                handle.truncate(keep)
         elif resume and self.path.exists():
             raise DataError("is already complete; nothing to resume", self.path)
         self.handle = open(self.partial, "a" if resume else "w", encoding="utf-8", newline="\n")
 
     def write_line(self, text: str) -> None:
-        self.handle.write(text + "\n")
+        with self._naming_errors():
+            self.handle.write(text + "\n")
 
     def flush(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
+        with self._naming_errors():
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
 
     def commit(self) -> None:
         """Close and move the finished output into place."""
@@ -220,7 +226,17 @@ class ResumableOutput:
         os.replace(self.partial, self.path)
 
     def close(self) -> None:
-        """Close without committing (after an error): the partial file stays for --resume."""
-        if not self.handle.closed:
-            self.handle.flush()
+        """Close without committing (after an error): the partial file stays for --resume, its
+        last line possibly torn (a resume cuts it)."""
+        with contextlib.suppress(OSError):  # the error being reported may be this very write
             self.handle.close()
+
+    @contextlib.contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write (a full disk) names the file: the OSError of a write does not."""
+        try:
+            yield
+        except OSError as err:
+            if err.filename:
+                raise
+            raise OSError(err.errno, err.strerror, str(self.partial)) from None

@@ -17,14 +17,13 @@ from pathlib import Path
 import torch
 
 from nmt import checkpoint, runlog, search
+from nmt.config import PRECISIONS, DecodeOptions
 from nmt.data import pad_sequences
 from nmt.encoder import EncoderOutput
 from nmt.errors import CheckpointError, ConfigError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
-# Of the decoders' multiplies (quantize.py); auto: `auto_precision`.
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # The source axis is padded to a multiple of this many positions for search: attention's sums
 # over it then run over whole SIMD vectors, each position in the same lane whatever the batch's
 # longest sentence, and padding adds exact zeros, so a sentence's sums do not depend on the batch.
@@ -39,6 +38,11 @@ class SearchOptions:
     len_a: float = 1.5  # max output length = len_a * source length + len_b
     len_b: int = 10
     max_output_len: int = 256
+
+
+def search_options(decoding: DecodeOptions, n_best: int = 1) -> SearchOptions:
+    return SearchOptions(decoding.beam, decoding.alpha, n_best, decoding.max_len_a,
+                         decoding.max_len_b)
 
 
 @dataclass
