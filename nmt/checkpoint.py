@@ -9,6 +9,7 @@ schedule, RNG, sampler and task-schedule states needed to resume exactly.
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import pickle
 import re
 import shutil
@@ -44,7 +45,10 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 
 
 def copy(source: Path, path: Path) -> None:
-    """Copy a checkpoint to `path` atomically (how best.pt is published)."""
+    """Copy a checkpoint to `path` atomically (how best.pt is published), unless `path` already
+    holds the same bytes."""
+    if path.is_file() and filecmp.cmp(source, path, shallow=False):
+        return
     with open(source, "rb") as original, _atomic(path) as handle:
         shutil.copyfileobj(original, handle)
 

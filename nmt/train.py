@@ -143,9 +143,10 @@ class Trainer:
             state = checkpoint.load(found[-1][1])
             self._restore(state)
             self.best_step = state.get("best_step")
-            if self.dist.main and self.best_step == self.step:
-                # A kill between writing this checkpoint and copying it may have left best.pt stale.
-                checkpoint.copy(found[-1][1], self.run_dir / runlog.BEST)
+            if self.dist.main:  # a kill right after this checkpoint: best.pt stale, no prune
+                if self.best_step == self.step:
+                    checkpoint.copy(found[-1][1], self.run_dir / runlog.BEST)
+                checkpoint.prune(self.run_dir, self.cfg.keep_last)
             self.log.truncate_after(self.step)
         elif self.dist.main:
             if checkpoint.step_checkpoints(self.run_dir):

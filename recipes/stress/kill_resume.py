@@ -49,11 +49,11 @@ def make_bundle(work: Path) -> Path:
     return bundle
 
 
-def train_command(run: Path, bundle: Path) -> list[str]:
+def train_command(run: Path, bundle: Path, settings: dict[str, object] = SETTINGS) -> list[str]:
     """The recipes' rule: resume a run that has a checkpoint, start afresh one that has none."""
     if checkpoint.step_checkpoints(run):
         return ["-q", "train", "--resume", str(run)]
-    options = [f"--{key}={value}" for key, value in SETTINGS.items()]
+    options = [f"--{key}={value}" for key, value in settings.items()]
     return ["-q", "train", "--out", str(run), "--data", str(bundle), *options]
 
 
