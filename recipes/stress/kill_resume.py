@@ -57,25 +57,29 @@ def train_command(run: Path, bundle: Path, settings: dict[str, object] = SETTING
     return ["-q", "train", "--out", str(run), "--data", str(bundle), *options]
 
 
-def draw(rng: random.Random, kind: str, checkpoint_bytes: int) -> str:
-    """A kill point: which update, validation or checkpoint, and how far into the write."""
+def draw(rng: random.Random, kind: str, checkpoint_bytes: int, improved: list[int]) -> str:
+    """A kill point: which update, validation or checkpoint, and how far into the write. A kill
+    after a checkpoint is placed where best.pt was to be updated from it (`improved`)."""
     checks = STEPS // VALID_EVERY
     if kind == "batch":
         return f"batch:{rng.randint(1, STEPS)}"
     if kind == "write":
         return f"write:{rng.randint(1, checks)}:{rng.randint(1, checkpoint_bytes - 1)}"
-    return f"{kind}:{rng.randint(1, checks)}"
+    if kind == "published":
+        return f"published:{rng.choice(improved)}"
+    return f"validation:{rng.randint(1, checks)}"
 
 
 def left_behind(run: Path) -> str:
-    """What the kill left: the newest checkpoint, partial files, a stale best.pt."""
+    """What the kill left: the newest checkpoint, partial files, best.pt behind it."""
     found = checkpoint.step_checkpoints(run)
     partial = len(list(run.glob(".*.tmp")))
+    text = f"last checkpoint {found[-1][0] if found else 'none'}, {partial} partial file(s)"
     best = run / runlog.BEST
-    stale = found and best.is_file() and checkpoint.load(best)["step"] != found[-1][0] and (
-        checkpoint.load(found[-1][1]).get("best_step") == found[-1][0])
-    return (f"last checkpoint {found[-1][0] if found else 'none'}, {partial} partial file(s)"
-            + (", best.pt stale" if stale else ""))
+    if found and checkpoint.load(found[-1][1]).get("best_step") == found[-1][0]:
+        if not best.is_file() or checkpoint.load(best)["step"] != found[-1][0]:
+            text += ", best.pt behind"
+    return text
 
 
 def metrics(run: Path) -> list[tuple]:
@@ -135,9 +139,13 @@ def main() -> None:
         shutil.rmtree(reference, ignore_errors=True)
         subprocess.run([*NMT, *train_command(reference, bundle)], check=True)
         size = checkpoint.step_checkpoints(reference)[-1][1].stat().st_size
+        validations = [r for r in runlog.read_metrics(reference / runlog.METRICS)
+                       if r["kind"] == "valid"]
+        improved = [number for number, r in enumerate(validations, start=1) if r["best"]]
         rng = random.Random(args.seed)
-        identical = sum(trial(i, draw(rng, KINDS[i % len(KINDS)], size), bundle, reference, work)
-                        for i in range(1, args.kills + 1))
+        identical = sum(
+            trial(i, draw(rng, KINDS[i % len(KINDS)], size, improved), bundle, reference, work)
+            for i in range(1, args.kills + 1))
     print(f"{identical}/{args.kills} identical ({time.perf_counter() - started:.0f} s)")
     sys.exit(0 if identical == args.kills else 1)
 
