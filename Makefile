@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench bench-memory bench-bleu bench-profile bench-gpu clean
+.PHONY: setup test lint format demo bench bench-memory bench-bleu bench-profile bench-gpu stress clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ bench-profile: $(STAMP)
 
 bench-gpu: $(STAMP)
 	$(BIN)/python recipes/bench/gpu.py $(GPU_ARGS)
+
+# SIGKILL `nmt train` at 20 random moments; each resumed run must match a straight one bit for bit.
+stress: $(STAMP)
+	$(BIN)/python recipes/stress/kill_resume.py $(STRESS_ARGS)
 
 clean:
 	rm -rf $(VENV) runs out bench-out

@@ -8,17 +8,20 @@ schedule, RNG, sampler and task-schedule states needed to resume exactly.
 
 from __future__ import annotations
 
-import os
+import contextlib
+import filecmp
 import pickle
 import re
-import tempfile
+import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from nmt.errors import CheckpointError
+from nmt.textio import atomic_write
 
 FORMAT = "nmt-checkpoint"
 VERSION = 1
@@ -26,19 +29,59 @@ _STEP_FILE = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` to `path` atomically (temporary file + rename in the same directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `payload` to `path` atomically (temporary file + rename in the same directory).
+
+    A failed write (a full disk, a file-size limit) raises OSError naming `path` and leaves the
+    file that was there, if any, as it was.
+    """
+    with _atomic(path) as handle:
+        sink = _Sink(handle)
+        try:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, sink)
+        except RuntimeError:
+            if sink.error is None:
+                raise
+            raise sink.error from None
+
+
+def copy(source: Path, path: Path) -> None:
+    """Copy a checkpoint to `path` atomically (how best.pt is published), unless `path` already
+    holds the same bytes."""
+    if path.is_file() and filecmp.cmp(source, path, shallow=False):
+        return
+    with open(source, "rb") as original, _atomic(path) as handle:
+        shutil.copyfileobj(original, handle)
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[IO[bytes]]:
+    """atomic_write; an OSError that names no file (a failed write) names `path`."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_write(path, "wb") as handle:
+            yield handle
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+class _Sink:
+    """The handle torch.save writes to. Its writer reports an OSError (EFBIG, ENOSPC) as a bare
+    RuntimeError ("unexpected pos"); the sink keeps the real error to raise instead."""
+
+    def __init__(self, handle: IO[bytes]):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def load(path: Path, mmap: bool = False) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +94,7 @@ class Trainer:
         # Wall seconds since the run began, across resumes: time-to-quality curves.
         self.clock = (0.0, time.perf_counter())
         self.best: float | None = None
+        self.best_step: int | None = None  # the step best.pt holds
         self.bad_validations = 0
         self.log = runlog.MetricsLog(self.run_dir / runlog.METRICS, enabled=self.dist.main)
         self.meta = self._meta_files()
@@ -128,23 +128,35 @@ class Trainer:
             meta[name] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return meta
 
+    def exclusive(self, resume: bool) -> contextlib.AbstractContextManager:
+        """Rank 0, the one writer, claims the run directory for the whole run (runlog.claim)."""
+        if not self.dist.main or (resume and not self.run_dir.is_dir()):
+            return contextlib.nullcontext()  # nothing to resume: start() says so
+        return runlog.claim(self.run_dir)
+
     def start(self, resume: bool) -> None:
         """Create the run directory, or restore the latest checkpoint of an existing one."""
         if resume:
             found = checkpoint.step_checkpoints(self.run_dir)
             if not found:
                 raise CheckpointError(f"{self.run_dir}: no checkpoint to resume from")
-            self._restore(checkpoint.load(found[-1][1]))
+            state = checkpoint.load(found[-1][1])
+            self._restore(state)
+            self.best_step = state.get("best_step")
+            if self.dist.main:  # a kill right after this checkpoint: best.pt stale, no prune
+                if self.best_step == self.step:
+                    checkpoint.copy(found[-1][1], self.run_dir / runlog.BEST)
+                checkpoint.prune(self.run_dir, self.cfg.keep_last)
             self.log.truncate_after(self.step)
-            return
-        if self.dist.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif self.dist.main:
             if checkpoint.step_checkpoints(self.run_dir):
                 raise ConfigError(
                     f"{self.run_dir} already holds a run (use --resume to continue it)"
                 )
             (self.run_dir / runlog.CONFIG).write_text(dump_toml(to_dict(self.model_cfg, self.cfg)))
             (self.run_dir / runlog.METRICS).unlink(missing_ok=True)
+        if self.dist.main:
+            (self.run_dir / runlog.DONE).unlink(missing_ok=True)  # until this run finishes
 
     def _payload(self) -> dict[str, Any]:
         return {
@@ -348,23 +360,32 @@ class Trainer:
                       "lr": self.schedule.lr, **{t: r for t, r in results.items()}}
             self.log.write(record)
             self.report(record)
+        if improved or not results:
+            self.best_step = self.step
         if not self.dist.main:
             return
         path = checkpoint.step_path(self.run_dir, self.step)
-        checkpoint.save(path, self._payload())
-        if improved or not results:
-            shutil.copyfile(path, self.run_dir / ".best.tmp")
-            (self.run_dir / ".best.tmp").replace(self.run_dir / runlog.BEST)
+        # best_step lets a resume repair best.pt when a kill comes between these two writes.
+        checkpoint.save(path, {**self._payload(), "best_step": self.best_step})
+        if self.best_step == self.step:
+            checkpoint.copy(path, self.run_dir / runlog.BEST)
         checkpoint.prune(self.run_dir, self.cfg.keep_last)
 
 
 def train(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False,
           report: Report | None = None) -> dict[str, Any]:
-    """Train (or resume) a model; the library entry point of `nmt train`."""
+    """Train (or resume) a model; the library entry point of `nmt train`.
+
+    Only a run that finished writes RUN_DIR/done.json, last: a recipe's mark of a trained model.
+    """
     trainer = Trainer(run_dir, model_cfg, train_cfg, report)
     try:
-        trainer.start(resume)
-        return trainer.run()
+        with trainer.exclusive(resume):
+            trainer.start(resume)
+            summary = trainer.run()
+            if trainer.dist.main:
+                runlog.write_done(trainer.run_dir, summary)
+            return summary
     finally:
         if trainer.dist.world > 1:
             import torch.distributed as dist

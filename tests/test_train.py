@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -96,8 +97,11 @@ def test_sigkill_and_resume_gives_same_weights(reversal_bundle, tmp_path):
     killed.wait()
     found = checkpoint.step_checkpoints(tmp_path / "b")
     assert found and found[-1][0] < 60, "the run must be killed before it finished"
+    # The killed run leaves its lock file and no done.json; the kernel released the lock itself.
+    assert (tmp_path / "b" / ".lock").is_file() and not (tmp_path / "b" / "done.json").exists()
     resumed = _nmt_train(["--resume", str(tmp_path / "b")])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert json.loads((tmp_path / "b" / "done.json").read_text())["step"] == 60
 
     a, b = _final_weights(tmp_path / "a"), _final_weights(tmp_path / "b")
     assert a.keys() == b.keys()
