@@ -72,7 +72,8 @@ class BucketSampler:
     """Yields arrays of sentence indices; iterating resumes from the saved position.
 
     With `world` > 1 (torchrun) rank r gets batches r, r + world, ... of the same epoch plan, so
-    the state to resume stays (epoch, position) and is the same on every rank.
+    the state to resume stays (epoch, position) and is the same on every rank; a state saved
+    under another world size goes on after the batches all ranks had taken (skipping < world).
     """
 
     def __init__(
@@ -152,10 +153,13 @@ class BucketSampler:
             self._batches = None
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        return {"epoch": self.epoch, "position": self.position, "world": self.world}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        # Batches of the epoch plan all ranks took (states without "world" are this world's);
+        # rounded up, so that no batch is taken twice.
+        taken = int(state["position"]) * int(state.get("world", self.world))
+        self.epoch, self.position = int(state["epoch"]), -(-taken // self.world)
         self._batches = None
 
 

@@ -13,6 +13,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -127,6 +128,17 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's picklable `value` in rank order on rank 0, None on the others; a
+        collective call, so every rank must make it."""
+        if self.world == 1:
+            return [value]
+        import torch.distributed as dist
+
+        gathered = [None] * self.world if self.main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
 
 
 def init_distributed(device_name: str) -> Dist:

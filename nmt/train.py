@@ -3,6 +3,8 @@
 Resume is exact on the CPU: a checkpoint holds the model, optimizer, schedule, every RNG state
 the loop draws from, the samplers' (epoch, position) and the task schedule, so a run killed at any
 moment and resumed from its last checkpoint ends with the same weights as a run never stopped.
+Under torchrun each rank's RNG and sampler states are gathered into the checkpoint and given back
+to that rank, so a resumed distributed run is exact too (with the same number of processes).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from nmt import checkpoint, runlog
@@ -158,7 +161,17 @@ class Trainer:
         if self.dist.main:
             (self.run_dir / runlog.DONE).unlink(missing_ok=True)  # until this run finishes
 
-    def _payload(self) -> dict[str, Any]:
+    def _rank_state(self) -> dict[str, Any]:
+        """What each rank saves for itself: its RNG states (dropout draws on its own batches) and
+        its samplers' positions."""
+        return {
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "samplers": {t: s.state_dict() for t, s in self.samplers.items()},
+        }
+
+    def _payload(self, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint; `ranks`: every rank's `_rank_state()` in rank order."""
         return {
             "model_config": to_dict(self.model_cfg),
             "train_config": to_dict(self.cfg),
@@ -169,10 +182,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "samplers": {t: s.state_dict() for t, s in self.samplers.items()},
             "task_schedule": self.task_schedule.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "ranks": ranks,
             "step": self.step,
             "elapsed_s": self.elapsed(),
             "best": self.best,
@@ -187,13 +198,25 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
-        for task, sampler in self.samplers.items():
-            sampler.load_state_dict(state["samplers"][task])
         self.task_schedule.load_state_dict(state["task_schedule"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = state["step"]
+        # Checkpoints older than per-rank states hold one process's RNG and samplers at the top.
+        ranks = state.get("ranks") or [{"rng": state["rng"], "samplers": state["samplers"]}]
+        same_world = len(ranks) == self.dist.world
+        own = ranks[self.dist.rank if same_world else 0]
+        for task, sampler in self.samplers.items():
+            sampler.load_state_dict(own["samplers"][task])  # converts another world's position
+        if same_world:
+            torch.set_rng_state(own["rng"]["torch"])
+            if own["rng"]["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(own["rng"]["cuda"])
+        else:  # Saved states cannot be dealt out to another number of ranks: repeatable new ones.
+            seed = np.random.SeedSequence([self.cfg.seed, self.step, self.dist.rank])
+            torch.manual_seed(int(seed.generate_state(1)[0]))
+            if self.dist.main:
+                self.report({"kind": "info", "message": f"the checkpoint holds random states "
+                             f"for {len(ranks)} process(es), this run has {self.dist.world}: they "
+                             "restart from the seed (repeatable, not an unchanged run's draws)"})
         self.clock = (state.get("elapsed_s", 0.0), time.perf_counter())
         self.best = state["best"]
         self.bad_validations = state["bad_validations"]
@@ -362,11 +385,12 @@ class Trainer:
             self.report(record)
         if improved or not results:
             self.best_step = self.step
+        ranks = self.dist.gather(self._rank_state())  # a collective: every rank, before saving
         if not self.dist.main:
             return
         path = checkpoint.step_path(self.run_dir, self.step)
         # best_step lets a resume repair best.pt when a kill comes between these two writes.
-        checkpoint.save(path, {**self._payload(), "best_step": self.best_step})
+        checkpoint.save(path, {**self._payload(ranks), "best_step": self.best_step})
         if self.best_step == self.step:
             checkpoint.copy(path, self.run_dir / runlog.BEST)
         checkpoint.prune(self.run_dir, self.cfg.keep_last)
