@@ -188,7 +188,13 @@ def test_manifest_records_sources_options_and_counts(tmp_path: Path, tiny) -> No
 
     manifest = build(_options(tmp_path, train=tiny["train"], valid=tiny["valid"], min_freq=2))
     on_disk = json.loads((tmp_path / "bundle" / "manifest.json").read_text(encoding="utf-8"))
-    assert on_disk == manifest and on_disk["format_version"] == 1
+    assert on_disk == manifest and on_disk["format_version"] == 2
+    bundle_dir = tmp_path / "bundle"
+    # Every file but the manifest itself is recorded, with its size and sha256.
+    assert set(manifest["checksums"]) == {p.name for p in bundle_dir.iterdir()} - {"manifest.json"}
+    vocab = manifest["checksums"]["vocab.txt"]
+    assert vocab["bytes"] == (bundle_dir / "vocab.txt").stat().st_size
+    assert vocab["sha256"] == hashlib.sha256((bundle_dir / "vocab.txt").read_bytes()).hexdigest()
     files = manifest["splits"]["train"]["source"]["files"]
     digest = hashlib.sha256(Path(tiny["train"] + ".en").read_bytes()).hexdigest()
     assert files[0] == {"path": str(Path(tiny["train"] + ".en").resolve()), "sha256": digest}
@@ -237,21 +243,21 @@ def test_multi30k_slice(tmp_path: Path, multi30k: Path, write_corpus) -> None:
     assert same >= 40  # all but lines with characters unseen in 500 training sentences
 
 
-def test_meta_files_are_enough_to_reopen(tmp_path: Path, tiny) -> None:
-    import shutil
+def test_meta_files_in_memory_are_enough_to_reopen(tmp_path: Path, tiny) -> None:
+    from nmt.bundle import open_meta
 
     build(_options(tmp_path, train=tiny["train"], valid=tiny["valid"], joint=False))
     bundle = open_bundle(tmp_path / "bundle")
     names = bundle.meta_files()
     assert names[0] == "manifest.json" and "spm.de.model" in names and "vocab.src.txt" in names
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    for name in names:
-        shutil.copy(tmp_path / "bundle" / name, meta / name)
-    again = open_bundle(meta)
+    files = {name: (tmp_path / "bundle" / name).read_bytes() for name in names}
+    again = open_meta(files, Path("meta"))
     assert again.tgt_vocabs["de"] == bundle.tgt_vocabs["de"]
     assert again.has_split("valid") and not again.has_split("test")
     assert again.src_tokenizer.encode("A red car.") == bundle.src_tokenizer.encode("A red car.")
+    del files["spm.de.model"]
+    with pytest.raises(DataError, match="meta/spm.de.model: missing"):
+        open_meta(files, Path("meta"))
 
 
 def test_joint_word_vocabulary_covers_every_side(tmp_path: Path, tiny) -> None:
