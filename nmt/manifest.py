@@ -88,11 +88,8 @@ def sha256_file(path: Path) -> str:
 def write_manifest(bundle_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Write `bundle_dir`/manifest.json: the format, `fields`, and the checksums of every other
     file in `bundle_dir`; return what was written."""
-    names = sorted(p.name for p in bundle_dir.iterdir() if p.name != "manifest.json")
-    checksums = {
-        name: {"bytes": (bundle_dir / name).stat().st_size, "sha256": sha256_file(bundle_dir / name)}
-        for name in names
-    }
+    paths = sorted(p for p in bundle_dir.iterdir() if p.name != "manifest.json")
+    checksums = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in paths}
     manifest = {
         "format": "nmt-bundle",
         "format_version": FORMAT_VERSION,

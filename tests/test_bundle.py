@@ -41,6 +41,37 @@ def test_empty_token_array(tmp_path: Path) -> None:
     assert len(array) == 1 and array[0].tolist() == []
 
 
+def test_token_array_load_checks_dtypes_and_offsets(tmp_path: Path) -> None:
+    ids, offsets = tmp_path / "x.ids.npy", tmp_path / "x.offsets.npy"
+    np.save(ids, np.arange(5, dtype=np.int32))
+    for bad in ([0, 2, 4], [1, 3, 5], [0, 4, 2, 5], []):  # short, not from 0, backwards, none
+        np.save(offsets, np.array(bad, np.int64))
+        with pytest.raises(DataError, match=r"x\.offsets\.npy: offsets that do not cut the 5 ids"):
+            TokenArray.load(ids, offsets)
+    np.save(offsets, np.array([0, 5], np.int32))
+    with pytest.raises(DataError, match="expected a 1-D int64 array, found 1-D int32"):
+        TokenArray.load(ids, offsets)
+    ids.write_bytes(ids.read_bytes()[:-4])  # fewer bytes than the header promises
+    with pytest.raises(DataError, match=r"x\.ids\.npy: not a readable \.npy array"):
+        TokenArray.load(ids, offsets)
+
+
+def test_format_1_bundle_opens_without_checksums(tmp_path: Path, tiny) -> None:
+    from nmt.manifest import verify_files
+
+    build(_options(tmp_path, train=tiny["train"], tokenizer="char"))
+    path = tmp_path / "bundle" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    del manifest["checksums"]
+    path.write_text(json.dumps({**manifest, "format_version": 1}), encoding="utf-8")
+    assert len(open_bundle(tmp_path / "bundle").source("train")) == 12
+    with pytest.raises(DataError, match="records no checksums"):
+        verify_files(tmp_path / "bundle")
+    (tmp_path / "bundle" / "vocab.src.txt").unlink()
+    with pytest.raises(DataError, match="vocab.src.txt: missing"):
+        open_bundle(tmp_path / "bundle")
+
+
 @pytest.mark.parametrize("tokenizer", ["word", "char", "subword"])
 def test_build_and_open(tmp_path: Path, tiny: dict[str, str], tokenizer: str) -> None:
     opt = _options(tmp_path, tokenizer=tokenizer, train=tiny["train"], valid=tiny["valid"])
