@@ -71,8 +71,7 @@ def _verify(bundle: Path) -> None:
     with console.cli_errors():
         problems = verify_files(bundle)
         if problems:
-            message = f"{len(problems)} files differ from manifest.json: {', '.join(problems)}"
-            raise DataError(message, bundle)
+            raise DataError(f"differs from its manifest.json: {', '.join(problems)}", bundle)
         typer.echo(f"{bundle}: OK")
 
 

@@ -67,7 +67,8 @@ def load(path: Path, mmap: bool = False, keys: Iterable[str] = ("model",)) -> di
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(f"{path}: refused to load (not plain weights): {first}") from None
     except Exception as err:  # damaged bytes fail anywhere in torch's reader: any exception
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an nmt checkpoint")

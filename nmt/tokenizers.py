@@ -116,15 +116,13 @@ class SentencePieceTokenizer:
         self.model_path = Path(model_path)
         self.spm_type = spm_type
         self.vocab_size = vocab_size
+        source = {"model_file": str(model_path)} if proto is None else {"model_proto": proto}
         try:
-            if proto is None:
-                self._sp = spm.SentencePieceProcessor(model_file=str(model_path))
-            else:
-                self._sp = spm.SentencePieceProcessor(model_proto=proto)
+            self._sp = spm.SentencePieceProcessor(**source)
+            readable = self._sp.get_piece_size() > 0  # an empty model loads without complaint
         except (RuntimeError, OSError):
-            self._sp = None
-        # An empty model loads without complaint and fails at the first encode.
-        if self._sp is None or self._sp.get_piece_size() == 0:
+            readable = False
+        if not readable:
             raise DataError("not a readable sentencepiece model", model_path)
 
     def encode(self, text: str) -> list[str]:

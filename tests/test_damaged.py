@@ -239,7 +239,7 @@ def test_verify_finds_a_flipped_bit_that_opening_does_not(runner, bundle):
     path.write_bytes(data)
     open_bundle(bundle)  # the cheap check sees sizes and headers only
     result = runner.invoke(app, ["preprocess", "--verify", str(bundle)])
-    _fails(result, 2, str(bundle), "1 files differ", "train.src.ids.npy (sha256)")
+    _fails(result, 2, str(bundle), "differs", "train.src.ids.npy (sha256)")
     assert result.stdout == ""
 
 
