@@ -126,13 +126,13 @@ def test_checkpoint_missing_a_vocabulary(runner, model):
 # ---- loading a model writes nothing ----------------------------------------------------------
 
 
-def test_translation_writes_no_file(model):
+def test_translation_writes_no_file(runner, model):
     """Under `ulimit -f 0` translation to stdout still works; to a file it is one line, exit 5."""
-    free = _nmt("translate", "-m", str(model), "--beam", "1", input=b"a b c\nd e f g\n")
-    limited = _nmt("translate", "-m", str(model), "--beam", "1", input=b"a b c\nd e f g\n",
-                   fsize=0)
+    lines = "a b c\nd e f g\n"
+    free = runner.invoke(app, ["translate", "-m", str(model), "--beam", "1"], input=lines)
+    limited = _nmt("translate", "-m", str(model), "--beam", "1", input=lines.encode(), fsize=0)
     assert limited.returncode == 0, limited.stderr.decode()
-    assert limited.stdout == free.stdout and len(free.stdout.splitlines()) == 2
+    assert limited.stdout.decode() == free.stdout and len(free.stdout.splitlines()) == 2
     out = model.parent / "out.txt"
     failed = _nmt("translate", "-m", str(model), "-o", str(out), input=b"a b c\n", fsize=0)
     assert failed.returncode == 5
