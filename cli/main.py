@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Annotated
 
 import typer
@@ -60,6 +61,13 @@ def run() -> None:
     file the commands write is closed (and atomically renamed) before they return, so only the
     standard streams need flushing.
     """
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError:
+        # torch imports dill, which asks tempfile for its directory, found by writing a probe
+        # file: on a full disk (or under ulimit -f 0) that import would fail. Unprobed, a
+        # temporary file is still refused where one is really written.
+        tempfile.tempdir = os.environ.get("TMPDIR") or "/tmp"
     try:
         app()
         code = 0

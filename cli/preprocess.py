@@ -63,12 +63,31 @@ def _summary(manifest: dict[str, Any], out: Path) -> None:
             console.info(f"    {entry['empty_kept']:,} lines with an empty side (kept, aligned)")
 
 
+def _verify(bundle: Path) -> None:
+    """Hash every file of `bundle` against its manifest: OK on stdout, or a DataError."""
+    from nmt.errors import DataError
+    from nmt.manifest import verify_files
+
+    with console.cli_errors():
+        problems = verify_files(bundle)
+        if problems:
+            raise DataError(f"differs from its manifest.json: {', '.join(problems)}", bundle)
+        typer.echo(f"{bundle}: OK")
+
+
 def preprocess(
-    src: Annotated[str, typer.Option(help="Source language code (the file suffix, e.g. en).")],
+    src: Annotated[
+        str, typer.Option(help="Source language code (the file suffix, e.g. en). Required.")
+    ] = "",
     tgt: Annotated[
-        str, typer.Option(help="Target language code(s); several, comma-separated, e.g. de,fr,cs.")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create.")],
+        str,
+        typer.Option(
+            help="Target language code(s); several, comma-separated, e.g. de,fr,cs. Required."
+        ),
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Bundle directory to create. Required.")
+    ] = None,
     train: Annotated[
         str,
         typer.Option(
@@ -194,6 +213,14 @@ def preprocess(
         ),
     ] = 9.0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    verify: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="BUNDLE",
+            help="Instead of building: hash every file of the bundle BUNDLE against its "
+            "manifest.json and print OK, or name the files that differ (exit code 2).",
+        ),
+    ] = None,
 ) -> None:
     """Tokenize, filter and binarize a parallel corpus into a bundle directory.
 
@@ -204,6 +231,11 @@ def preprocess(
     """
     from nmt.bundle import PreprocessOptions, build
 
+    if verify is not None:
+        return _verify(verify)
+    for option, value in (("--src", src), ("--tgt", tgt), ("--out", out)):
+        if not value:  # required, but optional to typer so that --verify can go alone
+            raise typer.BadParameter("missing (required unless --verify)", param_hint=option)
     with console.cli_errors():
         options = PreprocessOptions(
             src=src,

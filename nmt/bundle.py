@@ -3,7 +3,8 @@
 A bundle is one directory (SIDE is "src" or a task, i.e. a target language):
   manifest.json           format version, languages, tokenizer settings, vocabulary files, per
                           split: lines, sentences, tokens per side, pairs filtered by reason, the
-                          source files with their sha256; the options of the run
+                          source files with their sha256; the options of the run; the size and
+                          sha256 of every other file of the bundle (nmt/manifest.py)
   spm.model               sentencepiece model (subword; joint), or spm.SIDE.model (separate)
   vocab.txt               the vocabulary (joint), or vocab.SIDE.txt (separate)
   SPLIT.SIDE.ids.npy      the split binarized: int32 ids and int64 offsets (nmt/tokenarray.py)
@@ -27,17 +28,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nmt import __version__
 from nmt.corpus import Format, ParallelSource, open_sources
 from nmt.errors import ConfigError, DataError
-from nmt.textio import Errors, atomic_dir, atomic_write, normalize
+from nmt.manifest import (
+    check_files,
+    manifest_entries,
+    meta_files,
+    parse_manifest,
+    read_manifest,
+    write_manifest,
+)
+from nmt.textio import Errors, atomic_dir, normalize
 from nmt.tokenarray import TokenArray, TokenArrayWriter
 from nmt.tokenizers import (
     CharTokenizer,
@@ -50,7 +58,6 @@ from nmt.tokenizers import (
 )
 from nmt.vocab import Vocabulary
 
-FORMAT_VERSION = 1
 ProgressFn = Callable[[str, int, int], None]  # (stage, rows done, rows in total)
 _EVERY = 10_000  # rows between progress reports
 
@@ -258,9 +265,6 @@ class _Builder:
     def manifest(self, splits: dict[str, Any]) -> dict[str, Any]:
         opt = self.opt
         return {
-            "format": "nmt-bundle",
-            "format_version": FORMAT_VERSION,
-            "created_by": f"nmt {__version__}",
             "src_lang": opt.src,
             "tasks": list(opt.tgt),
             "joint": opt.is_joint,
@@ -303,10 +307,7 @@ def build(options: PreprocessOptions, progress: ProgressFn | None = None) -> dic
             splits = {"train": builder.write_train()}  # builds the vocabularies
             for split in [split for split in sources if split != "train"]:
                 splits[split] = builder.write_eval(split)
-            manifest = builder.manifest(splits)
-            with atomic_write(tmp / "manifest.json") as handle:
-                json.dump(manifest, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
+            manifest = write_manifest(tmp, builder.manifest(splits))
     except OSError as err:
         raise DataError(f"cannot write the bundle: {err.strerror or err}", opt.out) from None
     return manifest
@@ -315,18 +316,25 @@ def build(options: PreprocessOptions, progress: ProgressFn | None = None) -> dic
 class Bundle:
     """An opened bundle: languages, vocabularies, tokenizers and memory-mapped splits."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]):
+    def __init__(self, path: Path, manifest: dict[str, Any], files: Mapping[str, bytes]):
+        """`files`: the contents of the vocabulary and tokenizer model files."""
+        missing = [name for name in meta_files(manifest)[1:] if name not in files]
+        if missing:
+            raise DataError("missing", path / missing[0])
         self.path = path
         self.manifest = manifest
         self.src_lang: str = manifest["src_lang"]
         self.tasks: tuple[str, ...] = tuple(manifest["tasks"])
         self.splits: tuple[str, ...] = tuple(manifest["splits"])
-        vocabs = {e["file"]: Vocabulary.load(path / e["file"]) for e in manifest["vocab"].values()}
+        vocabs = {
+            e["file"]: Vocabulary.load(path / e["file"], files[e["file"]])
+            for e in manifest["vocab"].values()
+        }
         tokenizers: dict[str, Tokenizer] = {}  # one object per distinct entry (joint: shared)
         for entry in manifest["tokenizer"].values():
             key = json.dumps(entry, sort_keys=True)
             if key not in tokenizers:
-                tokenizers[key] = load_tokenizer(entry, path)
+                tokenizers[key] = load_tokenizer(entry, path, files)
 
         def tokenizer(side: str) -> Tokenizer:
             return tokenizers[json.dumps(manifest["tokenizer"][side], sort_keys=True)]
@@ -340,13 +348,7 @@ class Bundle:
         return split in self.manifest["splits"]
 
     def meta_files(self) -> list[str]:
-        """The small files translation needs (manifest, vocabularies, tokenizer models),
-        relative to the bundle directory; a checkpoint can carry them."""
-        vocabs = [entry["file"] for entry in self.manifest["vocab"].values()]
-        models = [
-            entry["model"] for entry in self.manifest["tokenizer"].values() if "model" in entry
-        ]
-        return list(dict.fromkeys(["manifest.json", *vocabs, *models]))
+        return meta_files(self.manifest)
 
     def _files(self, split: str, side: str) -> dict[str, str]:
         if split not in self.manifest["splits"]:
@@ -375,17 +377,22 @@ class Bundle:
 
 
 def open_bundle(path: Path | str) -> Bundle:
+    """Open the bundle at `path`, checking its files cheaply against the manifest's checksums
+    (sizes, .npy headers; `nmt.manifest.verify_files` hashes them in full)."""
     path = Path(path)
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("not a bundle (no manifest.json; run `nmt preprocess`)", path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"corrupt manifest.json: {err}", path) from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"bundle format {manifest.get('format_version')!r} is not "
-            f"{FORMAT_VERSION}; run `nmt preprocess` again",
-            path,
-        )
-    return Bundle(path, manifest)
+    manifest = read_manifest(path)
+    with manifest_entries(path / "manifest.json"):
+        check_files(path, manifest)
+        names = [name for name in meta_files(manifest) if (path / name).is_file()]
+        return Bundle(path, manifest, {name: (path / name).read_bytes() for name in names})
+
+
+def open_meta(files: Mapping[str, bytes], where: Path) -> Bundle:
+    """A bundle's tokenizers and vocabularies from its meta files held in memory (a checkpoint's
+    copy; `where` names them in messages). Its splits cannot be read."""
+    name = where / "manifest.json"
+    if "manifest.json" not in files:
+        raise DataError("missing", name)
+    manifest = parse_manifest(files["manifest.json"], name)
+    with manifest_entries(name):
+        return Bundle(where, manifest, files)

@@ -4,6 +4,10 @@ A checkpoint is a dict of tensors and plain Python values (numbers, strings, lis
 with torch.save and loaded with `weights_only=True`, so a crafted file cannot execute code. It
 holds the model and the settings to rebuild it, and (for training checkpoints) the optimizer,
 schedule, RNG, sampler and task-schedule states needed to resume exactly.
+
+torch.load checks none of the CRC-32s of the zip it reads, so a flipped bit in the weights would
+load as different weights. `digest` (CRC-32 of the weights, the bundle's meta files and the
+settings) is stored at save and checked at load; checkpoints written without it load unchecked.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import filecmp
 import pickle
 import re
 import shutil
-import zipfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +30,10 @@ from nmt.textio import atomic_write
 FORMAT = "nmt-checkpoint"
 VERSION = 1
 _STEP_FILE = re.compile(r"^ckpt-(\d+)\.pt$")
+# What translation rebuilds the model from: covered by the digest. The optimizer state (two
+# thirds of a training checkpoint) is left out, so that checking stays cheap with mmap.
+DIGESTED = ("model_config", "train_config", "tasks", "aux_tasks", "meta", "model")
+INFERENCE_KEYS = ("model_config", "train_config", "tasks", "meta", "model")
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -37,7 +45,8 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     with _atomic(path) as handle:
         sink = _Sink(handle)
         try:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, sink)
+            torch.save({"format": FORMAT, "version": VERSION, **payload,
+                        "digest": digest(payload)}, sink)
         except RuntimeError:
             if sink.error is None:
                 raise
@@ -84,8 +93,9 @@ class _Sink:
         self.handle.flush()
 
 
-def load(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """Load a checkpoint with weights_only=True; anything else is a CheckpointError.
+def load(path: Path, mmap: bool = False, keys: Iterable[str] = ("model",)) -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True and check its digest; anything else, or a
+    checkpoint without one of `keys`, is a CheckpointError naming the file.
 
     `mmap` maps tensors from the file instead of reading them all: translation touches only the
     model's weights, not the optimizer state (two thirds of a training checkpoint).
@@ -98,13 +108,65 @@ def load(path: Path, mmap: bool = False) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise CheckpointError(f"{path}: refused to load (not plain weights): {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    except Exception as err:  # damaged bytes fail anywhere in torch's reader: any exception
+        text = str(err).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an nmt checkpoint")
     if data.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: format version {data['version']} is newer than supported")
+        raise CheckpointError(
+            f"{path}: format version {data['version']} is newer than this nmt reads ({VERSION})"
+        )
+    check(path, data, keys)
     return data
+
+
+def check(path: Path, data: dict[str, Any], keys: Iterable[str]) -> None:
+    """The entries `keys` are present and well-formed, and the stored digest matches."""
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise CheckpointError(
+            f"{path}: incomplete checkpoint (no {', '.join(missing)}); written by another version?"
+        )
+    for key in ("model", "meta"):
+        if key in data and not (
+            isinstance(data[key], dict)
+            and all(isinstance(v, torch.Tensor) for v in data[key].values())
+        ):
+            raise CheckpointError(f"{path}: malformed checkpoint ({key!r}: not a dict of tensors)")
+    stored = data.get("digest")
+    if stored is not None and stored != digest(data):
+        raise CheckpointError(
+            f"{path}: damaged checkpoint (its contents do not match the checksum written with "
+            "them: a changed or corrupted file)"
+        )
+
+
+def digest(payload: dict[str, Any]) -> str:
+    """CRC-32 over the entries DIGESTED of a checkpoint: names, dtypes, shapes and bytes of every
+    tensor, repr() of every other value."""
+    crc = 0
+    for key in DIGESTED:
+        if key in payload:
+            crc = _crc(payload[key], zlib.crc32(key.encode(), crc))
+    return f"crc32:{crc:08x}"
+
+
+def _crc(value: Any, crc: int) -> int:
+    if isinstance(value, torch.Tensor):
+        crc = zlib.crc32(f"{value.dtype}{tuple(value.shape)}".encode(), crc)
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        return zlib.crc32(data.numpy(), crc)
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            crc = _crc(value[key], zlib.crc32(repr(key).encode(), crc))
+        return crc
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            crc = _crc(item, crc)
+        return crc
+    return zlib.crc32(repr(value).encode(), crc)
 
 
 def step_path(directory: Path, step: int) -> Path:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nmt.errors import DataError
+
 _CHUNK = 1 << 20  # ids per buffered write / remap step
 
 
@@ -27,7 +29,16 @@ class TokenArray:
 
     @classmethod
     def load(cls, ids_path: Path, offsets_path: Path) -> TokenArray:
-        return cls(np.load(ids_path, mmap_mode="r"), np.load(offsets_path))
+        """Both files, checked for what costs no pass over the ids: dtypes, shapes, and offsets
+        that cut all the ids into sentences. A damaged file is a DataError naming it."""
+        ids = _load_vector(ids_path, np.int32, mmap=True)
+        offsets = _load_vector(offsets_path, np.int64, mmap=False)
+        array = cls(ids, offsets)
+        ends = len(offsets) > 0 and offsets[0] == 0 and offsets[-1] == len(ids)
+        if not ends or (array.lengths < 0).any():
+            message = f"offsets that do not cut the {len(ids)} ids into sentences"
+            raise DataError(message, offsets_path)
+        return array
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -41,6 +52,17 @@ class TokenArray:
             raise IndexError(f"sentence {i} out of range ({len(self)} sentences)")
         i %= len(self)
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _load_vector(path: Path, dtype: type[np.generic], mmap: bool) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None)
+    except ValueError as err:  # a bad header, or fewer bytes than the header promises
+        raise DataError(f"not a readable .npy array ({err})", path) from None
+    if array.ndim != 1 or array.dtype != dtype:
+        found = f"{array.ndim}-D {array.dtype}"
+        raise DataError(f"expected a 1-D {np.dtype(dtype)} array, found {found}", path)
+    return array
 
 
 class TokenArrayWriter:

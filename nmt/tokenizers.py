@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -106,13 +106,24 @@ class CharTokenizer:
 class SentencePieceTokenizer:
     """A trained sentencepiece model, used through its piece strings."""
 
-    def __init__(self, model_path: Path, spm_type: SpmType, vocab_size: int):
+    def __init__(
+        self, model_path: Path, spm_type: SpmType, vocab_size: int, proto: bytes | None = None
+    ):
+        """`proto`, when given, is the model file's content already in memory (a checkpoint's
+        copy), and `model_path` only names it."""
         import sentencepiece as spm
 
         self.model_path = Path(model_path)
         self.spm_type = spm_type
         self.vocab_size = vocab_size
-        self._sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        source = {"model_file": str(model_path)} if proto is None else {"model_proto": proto}
+        try:
+            self._sp = spm.SentencePieceProcessor(**source)
+            readable = self._sp.get_piece_size() > 0  # an empty model loads without complaint
+        except (RuntimeError, OSError):
+            readable = False
+        if not readable:
+            raise DataError("not a readable sentencepiece model", model_path)
 
     def encode(self, text: str) -> list[str]:
         return self._sp.encode(text, out_type=str)
@@ -181,8 +192,11 @@ def train_sentencepiece(
     return SentencePieceTokenizer(model_path, spm_type, vocab_size)
 
 
-def load_tokenizer(entry: dict[str, Any], bundle_dir: Path) -> Tokenizer:
-    """Rebuild a tokenizer from its manifest entry; model files are relative to `bundle_dir`."""
+def load_tokenizer(
+    entry: dict[str, Any], bundle_dir: Path, files: Mapping[str, bytes] | None = None
+) -> Tokenizer:
+    """Rebuild a tokenizer from its manifest entry; model files are relative to `bundle_dir`,
+    or taken from `files` (name -> content) when given."""
     kind = entry.get("type")
     if kind == "word":
         return WordTokenizer()
@@ -190,7 +204,8 @@ def load_tokenizer(entry: dict[str, Any], bundle_dir: Path) -> Tokenizer:
         return CharTokenizer()
     if kind == "subword":
         model = Path(bundle_dir) / entry["model"]
-        if not model.is_file():
+        proto = None if files is None else files.get(entry["model"])
+        if proto is None and (files is not None or not model.is_file()):
             raise DataError("sentencepiece model missing", model)
-        return SentencePieceTokenizer(model, entry["spm_type"], entry["vocab_size"])
+        return SentencePieceTokenizer(model, entry["spm_type"], entry["vocab_size"], proto)
     raise ConfigError(f"unknown tokenizer {kind!r} (expected word, char or subword)")

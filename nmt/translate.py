@@ -9,7 +9,6 @@ a line longer than the model's source limit is truncated (reported through `on_t
 from __future__ import annotations
 
 import itertools
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from nmt import checkpoint, runlog, search
 from nmt.config import PRECISIONS, DecodeOptions
 from nmt.data import pad_sequences
 from nmt.encoder import EncoderOutput
-from nmt.errors import CheckpointError, ConfigError
+from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.textio import normalize
 from nmt.vocab import EOS
 
@@ -231,7 +230,7 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
     `precision` int8 (CPU only) or bf16 runs the decoders' multiplies in low precision
     (quantize.py); fp32 is the plain model; auto is `auto_precision(device)`.
     """
-    from nmt.bundle import open_bundle
+    from nmt.bundle import open_meta
     from nmt.config import resolve
     from nmt.model import build_model
     from nmt.padcols import pad_output_layers
@@ -242,30 +241,32 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
         raise ConfigError("int8 precision is for translation on the CPU")
     if precision == "auto":
         precision = auto_precision(device)
-    state = checkpoint.load(find_checkpoint(path), mmap=True)
-    model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
-    with tempfile.TemporaryDirectory(prefix="nmt-meta-") as tmp:
-        for name, data in state["meta"].items():
-            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-            (Path(tmp) / name).write_bytes(data.numpy().tobytes())
-        meta = open_bundle(Path(tmp))
-        # Training-only (auxiliary) decoders are not even built.
-        tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
-        # Built on the meta device and then given the checkpoint's tensors: random
-        # initialisation of weights about to be replaced would cost a tenth of a second.
-        with torch.device("meta"):
-            model = build_model(model_cfg, len(meta.src_vocab),
-                                {t: len(meta.tgt_vocabs[t]) for t in tasks})
-        dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
-        model.load_state_dict({k: v for k, v in state["model"].items()
-                               if not k.startswith(dropped)},
-                              assign=True)
-        model = pad_output_layers(model.to(device).eval())
-        for decoder in model.decoders.values():
-            decoder.tabulate_inputs()  # before the swap: the table is float32
-        from nmt.quantize import bf16_decoders, fp32_decoders, quantize_decoders
+    found = find_checkpoint(path)
+    state = checkpoint.load(found, mmap=True, keys=checkpoint.INFERENCE_KEYS)
+    try:  # what the checkpoint holds for other modules to read: errors name the checkpoint
+        model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
+        # The meta files are read from memory: loading a model writes nothing.
+        files = {name: data.numpy().tobytes() for name, data in state["meta"].items()}
+        meta = open_meta(files, Path("meta"))
+    except (ConfigError, DataError) as err:
+        raise CheckpointError(f"{found}: {err}") from None
+    # Training-only (auxiliary) decoders are not even built.
+    tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
+    # Built on the meta device and then given the checkpoint's tensors: random
+    # initialisation of weights about to be replaced would cost a tenth of a second.
+    with torch.device("meta"):
+        model = build_model(model_cfg, len(meta.src_vocab),
+                            {t: len(meta.tgt_vocabs[t]) for t in tasks})
+    dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
+    model.load_state_dict({k: v for k, v in state["model"].items()
+                           if not k.startswith(dropped)},
+                          assign=True)
+    model = pad_output_layers(model.to(device).eval())
+    for decoder in model.decoders.values():
+        decoder.tabulate_inputs()  # before the swap: the table is float32
+    from nmt.quantize import bf16_decoders, fp32_decoders, quantize_decoders
 
-        swaps = {"int8": quantize_decoders, "bf16": bf16_decoders, "fp32": fp32_decoders}
-        swaps[precision](model)
-        return Translator(model, meta.src_tokenizer, meta.src_vocab,
-                          meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)
+    swaps = {"int8": quantize_decoders, "bf16": bf16_decoders, "fp32": fp32_decoders}
+    swaps[precision](model)
+    return Translator(model, meta.src_tokenizer, meta.src_vocab,
+                      meta.tgt_tokenizers, meta.tgt_vocabs, device, train_cfg.max_len, tasks)

@@ -9,11 +9,12 @@ and mark spaces with a symbol.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from nmt.errors import DataError
-from nmt.textio import atomic_write, read_lines
+from nmt.textio import atomic_write, decode_lines, read_lines
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
@@ -80,9 +81,12 @@ class Vocabulary:
                 handle.write(f"{token}\t{count}\n")
 
     @classmethod
-    def load(cls, path: Path | str) -> Vocabulary:
+    def load(cls, path: Path | str, data: bytes | None = None) -> Vocabulary:
+        """The vocabulary file `path`; `data`, when given, is its content already in memory (a
+        checkpoint's copy), and `path` only names it in messages."""
+        lines = read_lines(path) if data is None else decode_lines(io.BytesIO(data), path)
         tokens, counts = [], []
-        for number, line in enumerate(read_lines(path), start=1):
+        for number, line in enumerate(lines, start=1):
             token, tab, count = line.rpartition("\t")
             if not tab or not token or not count.isdigit():
                 raise DataError("expected 'token<TAB>count'", path, number)

@@ -41,6 +41,37 @@ def test_empty_token_array(tmp_path: Path) -> None:
     assert len(array) == 1 and array[0].tolist() == []
 
 
+def test_token_array_load_checks_dtypes_and_offsets(tmp_path: Path) -> None:
+    ids, offsets = tmp_path / "x.ids.npy", tmp_path / "x.offsets.npy"
+    np.save(ids, np.arange(5, dtype=np.int32))
+    for bad in ([0, 2, 4], [1, 3, 5], [0, 4, 2, 5], []):  # short, not from 0, backwards, none
+        np.save(offsets, np.array(bad, np.int64))
+        with pytest.raises(DataError, match=r"x\.offsets\.npy: offsets that do not cut the 5 ids"):
+            TokenArray.load(ids, offsets)
+    np.save(offsets, np.array([0, 5], np.int32))
+    with pytest.raises(DataError, match="expected a 1-D int64 array, found 1-D int32"):
+        TokenArray.load(ids, offsets)
+    ids.write_bytes(ids.read_bytes()[:-4])  # fewer bytes than the header promises
+    with pytest.raises(DataError, match=r"x\.ids\.npy: not a readable \.npy array"):
+        TokenArray.load(ids, offsets)
+
+
+def test_format_1_bundle_opens_without_checksums(tmp_path: Path, tiny) -> None:
+    from nmt.manifest import verify_files
+
+    build(_options(tmp_path, train=tiny["train"], tokenizer="char"))
+    path = tmp_path / "bundle" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    del manifest["checksums"]
+    path.write_text(json.dumps({**manifest, "format_version": 1}), encoding="utf-8")
+    assert len(open_bundle(tmp_path / "bundle").source("train")) == 12
+    with pytest.raises(DataError, match="records no checksums"):
+        verify_files(tmp_path / "bundle")
+    (tmp_path / "bundle" / "vocab.src.txt").unlink()
+    with pytest.raises(DataError, match="vocab.src.txt: missing"):
+        open_bundle(tmp_path / "bundle")
+
+
 @pytest.mark.parametrize("tokenizer", ["word", "char", "subword"])
 def test_build_and_open(tmp_path: Path, tiny: dict[str, str], tokenizer: str) -> None:
     opt = _options(tmp_path, tokenizer=tokenizer, train=tiny["train"], valid=tiny["valid"])
@@ -188,7 +219,13 @@ def test_manifest_records_sources_options_and_counts(tmp_path: Path, tiny) -> No
 
     manifest = build(_options(tmp_path, train=tiny["train"], valid=tiny["valid"], min_freq=2))
     on_disk = json.loads((tmp_path / "bundle" / "manifest.json").read_text(encoding="utf-8"))
-    assert on_disk == manifest and on_disk["format_version"] == 1
+    assert on_disk == manifest and on_disk["format_version"] == 2
+    bundle_dir = tmp_path / "bundle"
+    # Every file but the manifest itself is recorded, with its size and sha256.
+    assert set(manifest["checksums"]) == {p.name for p in bundle_dir.iterdir()} - {"manifest.json"}
+    vocab = manifest["checksums"]["vocab.txt"]
+    assert vocab["bytes"] == (bundle_dir / "vocab.txt").stat().st_size
+    assert vocab["sha256"] == hashlib.sha256((bundle_dir / "vocab.txt").read_bytes()).hexdigest()
     files = manifest["splits"]["train"]["source"]["files"]
     digest = hashlib.sha256(Path(tiny["train"] + ".en").read_bytes()).hexdigest()
     assert files[0] == {"path": str(Path(tiny["train"] + ".en").resolve()), "sha256": digest}
@@ -237,21 +274,21 @@ def test_multi30k_slice(tmp_path: Path, multi30k: Path, write_corpus) -> None:
     assert same >= 40  # all but lines with characters unseen in 500 training sentences
 
 
-def test_meta_files_are_enough_to_reopen(tmp_path: Path, tiny) -> None:
-    import shutil
+def test_meta_files_in_memory_are_enough_to_reopen(tmp_path: Path, tiny) -> None:
+    from nmt.bundle import open_meta
 
     build(_options(tmp_path, train=tiny["train"], valid=tiny["valid"], joint=False))
     bundle = open_bundle(tmp_path / "bundle")
     names = bundle.meta_files()
     assert names[0] == "manifest.json" and "spm.de.model" in names and "vocab.src.txt" in names
-    meta = tmp_path / "meta"
-    meta.mkdir()
-    for name in names:
-        shutil.copy(tmp_path / "bundle" / name, meta / name)
-    again = open_bundle(meta)
+    files = {name: (tmp_path / "bundle" / name).read_bytes() for name in names}
+    again = open_meta(files, Path("meta"))
     assert again.tgt_vocabs["de"] == bundle.tgt_vocabs["de"]
     assert again.has_split("valid") and not again.has_split("test")
     assert again.src_tokenizer.encode("A red car.") == bundle.src_tokenizer.encode("A red car.")
+    del files["spm.de.model"]
+    with pytest.raises(DataError, match="meta/spm.de.model: missing"):
+        open_meta(files, Path("meta"))
 
 
 def test_joint_word_vocabulary_covers_every_side(tmp_path: Path, tiny) -> None:

@@ -133,3 +133,16 @@ def test_load_tokenizer_by_type(tmp_path: Path) -> None:
         load_tokenizer(
             {"type": "subword", "model": "spm.model", "spm_type": "bpe", "vocab_size": 8}, tmp_path
         )
+
+
+def test_sentencepiece_from_memory(spm: SentencePieceTokenizer, tmp_path: Path) -> None:
+    entry = spm.manifest_entry()
+    files = {"spm.model": spm.model_path.read_bytes()}
+    # The directory is only a name: the model comes from `files`.
+    again = load_tokenizer(entry, tmp_path / "elsewhere", files)
+    assert again.encode("Two dogs play.") == spm.encode("Two dogs play.")
+    with pytest.raises(DataError, match="elsewhere/spm.model: sentencepiece model missing"):
+        load_tokenizer(entry, tmp_path / "elsewhere", {})
+    for junk in (b"", b"not a model"):
+        with pytest.raises(DataError, match="elsewhere/spm.model: not a readable"):
+            load_tokenizer(entry, tmp_path / "elsewhere", {"spm.model": junk})

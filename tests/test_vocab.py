@@ -58,3 +58,12 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
     path.write_text("a\t1\n", encoding="utf-8")
     with pytest.raises(DataError, match="starts with"):
         Vocabulary.load(path)
+
+
+def test_load_from_memory_names_the_file_in_errors(tmp_path: Path) -> None:
+    vocab = Vocabulary.build({"b": 2, "a": 1})
+    vocab.save(tmp_path / "vocab.txt")
+    data = (tmp_path / "vocab.txt").read_bytes()
+    assert Vocabulary.load("ckpt:meta/vocab.txt", data) == vocab
+    with pytest.raises(DataError, match="ckpt:meta/vocab.txt:7: expected"):
+        Vocabulary.load("ckpt:meta/vocab.txt", data + b"no tab here\n")
