@@ -52,6 +52,7 @@ def translate(
     """Translate text with a trained model: one output line per input line, always."""
     import itertools
 
+    from nmt.config import DecodeOptions
     from nmt.device import choose_device, set_threads
     from nmt.errors import ConfigError
     from nmt.textio import (
@@ -61,7 +62,6 @@ def translate(
         decode_lines,
         read_lines,
     )
-    from nmt.config import DecodeOptions
     from nmt.translate import load_translator, search_options, translate_windows
 
     with console.cli_errors():

@@ -22,16 +22,14 @@ import torch
 from nmt import checkpoint, runlog
 from nmt.bundle import open_bundle
 from nmt.config import ModelConfig, TrainConfig, dump_toml, to_dict
-from nmt.data import BucketSampler, iterate_split, make_batch
+from nmt.data import BucketSampler, make_batch
 from nmt.device import Dist, autocast, autocast_dtype, choose_device, init_distributed, set_threads
 from nmt.errors import CheckpointError, ConfigError
-from nmt.evaluate import score_lines
-from nmt.loss import BatchLoss, sequence_loss
+from nmt.loss import BatchLoss
 from nmt.model import build_model
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
 from nmt.tasks import TaskSchedule, parse_weights
-from nmt.textio import read_lines
-from nmt.translate import SearchOptions, Translator, translate_window
+from nmt.validation import selection_score, validate
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -327,50 +325,12 @@ class Trainer:
 
     # ---- validation and checkpoints ----------------------------------------------------------
 
-    @torch.inference_mode()
-    def validate(self) -> dict[str, dict[str, float]]:
-        """Loss, perplexity and BLEU/chrF of greedy (or valid-beam) output per task."""
-        self.model.eval()
-        results = {}
-        source_lines = list(read_lines(self.bundle.text_path("valid", "src")))
-        translator = Translator(self.model, self.bundle.src_tokenizer, self.bundle.src_vocab,
-                                self.bundle.tgt_tokenizers, self.bundle.tgt_vocabs,
-                                self.device, self.cfg.max_len, tuple(self.tasks))
-        opts = SearchOptions(beam=self.cfg.valid_beam)
-        for task in self.tasks:
-            loss_sum, tokens = torch.zeros((), device=self.device), 0
-            source, target = self.bundle.source("valid"), self.bundle.target("valid", task)
-            for _, batch in iterate_split(source, target, 64, task):
-                batch = batch.to(self.device)
-                with autocast(self.device, self.amp):
-                    enc = self.model.encode(batch.src_tokens, batch.src_lengths)
-                    hidden, _ = self.model.decoders[task](batch.tgt_in, enc)
-                    part, _ = sequence_loss(self.model.decoders[task], hidden, batch.tgt_out, 0.0)
-                loss_sum += part.float()  # summed on the device: one host sync per task
-                tokens += batch.n_tgt_tokens
-            outputs, _ = translate_window(translator, source_lines, task, opts, batch_size=64)
-            refs = list(read_lines(self.bundle.text_path("valid", task)))
-            bleu, chrf = score_lines([o.text for o in outputs], refs)
-            loss = float(loss_sum) / max(tokens, 1)
-            results[task] = {"loss": loss, "ppl": math.exp(min(loss, 50.0)),
-                             "bleu": bleu.score, "chrf": chrf.score}
-        return results
-
-    def _selection_score(self, results: dict[str, dict[str, float]]) -> float:
-        metric = self.cfg.valid_metric
-        chosen = self.cfg.select_task
-        if chosen:
-            if chosen not in results:
-                raise ConfigError(f"select-task {chosen!r} is not a trained task")
-            return results[chosen][metric]
-        main = [t for t in results if t not in self.aux_tasks] or list(results)
-        return sum(results[t][metric] for t in main) / len(main)
-
     def _validate_and_save(self) -> None:
-        results = self.validate() if self.bundle.has_split("valid") else {}
+        results = (validate(self.model, self.bundle, self.tasks, self.cfg, self.device, self.amp)
+                   if self.bundle.has_split("valid") else {})
         improved = False
         if results:
-            score = self._selection_score(results)
+            score = selection_score(results, self.cfg, self.aux_tasks)
             higher = self.cfg.valid_metric == "bleu"
             improved = self.best is None or (score > self.best if higher else score < self.best)
             if improved:
