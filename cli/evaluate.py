@@ -42,7 +42,6 @@ def evaluate(
     """Score with sacreBLEU (BLEU, chrF; TER on request) and print the signatures."""
     from nmt.errors import ConfigError
     from nmt.evaluate import read_pair, score_lines
-    from nmt.textio import read_lines
 
     metrics = ("bleu", "chrf", "ter") if ter else ("bleu", "chrf")
     with console.cli_errors():
@@ -65,12 +64,7 @@ def evaluate(
                      for r in ref]
             for name, path in pairs:
                 name = translator.check_task(name)
-                refs = list(read_lines(path))
-                sources = list(read_lines(src))
-                if len(sources) != len(refs):
-                    raise ConfigError(
-                        f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}"
-                    )
+                sources, refs = read_pair(src, Path(path))
                 outputs = translate_stream(translator, sources, name, SearchOptions(beam=beam),
                                            batch_size)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)
