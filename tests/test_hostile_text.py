@@ -11,7 +11,10 @@ or exit with code 2 and that message; nothing else, never a traceback.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import os
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -21,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from nmt.errors import DataError
+from nmt.textio import available_windows, decode_lines
 from nmt_cli.main import app
 
 from conftest import REVERSAL_SYMBOLS, TINY
@@ -141,101 +146,202 @@ def _good(lines: list[str]) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
 
 
-def _preprocess(root: Path, files: dict[str, bytes], tokenizer: str, errors: str,
-                extra: tuple[str, ...] = ()) -> tuple[Result, dict[Path, bytes]]:
-    written = {}
-    for name, data in files.items():
-        written[root / name] = data
-        (root / name).write_bytes(data)
-    splits = sorted({name.split(".")[0] for name in files})
-    args = ["-q", "preprocess", "--src", "en", "--tgt", "de", "--out", str(root / "bundle"),
-            "--tokenizer", tokenizer, "--errors", errors, *extra]
-    for split in splits:
-        args += [f"--{split}", str(root / split)]
-    return runner.invoke(app, args), written
+def write(path: Path, data: bytes, gz: bool = False) -> Path:
+    """Write `data` at `path`, or compressed at `path`.gz; return the path written."""
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
 
 
-def _check_bundle(root: Path, files: dict[Path, bytes]) -> None:
+def _preprocess(root: Path, options: list[str]) -> Result:
+    return runner.invoke(app, ["-q", "preprocess", "--src", "en", "--tgt", "de",
+                               "--out", str(root / "bundle"), *options])
+
+
+def _check_bundle(root: Path, lines: dict[str, int]) -> None:
+    """The manifest counts `lines[split]` lines per split; valid and test keep every one, and
+    their normalised text with it."""
     manifest = json.loads((root / "bundle" / "manifest.json").read_text())
+    assert {split: entry["lines"] for split, entry in manifest["splits"].items()} == lines
     for split, entry in manifest["splits"].items():
-        lines = count_lines(files[root / f"{split}.en"])
-        assert entry["lines"] == lines
-        if split != "train":  # valid and test keep every line, the normalised text with it
-            assert entry["sentences"] == lines
+        if split != "train":
+            assert entry["sentences"] == lines[split]
             for side in ("src", "de"):
                 kept = read_output(root / "bundle" / f"{split}.{side}.txt")
-                assert len(kept) == lines
+                assert len(kept) == lines[split]
                 assert_normalised(kept)
 
 
-def _expect_preprocess(result: Result, root: Path, files: dict[Path, bytes],
-                       errors: str) -> None:
+def _expect_preprocess(result: Result, root: Path, files: dict[str, tuple[Path, Path]],
+                       contents: dict[Path, bytes], errors: str) -> None:
+    """`files`: split -> (source file, target file), `contents`: what each file holds."""
     assert_clean_exit(result)
-    for split in ("train", "valid", "test"):
-        en, de = root / f"{split}.en", root / f"{split}.de"
-        if en in files and count_lines(files[en]) != count_lines(files[de]):
+    for en, de in files.values():
+        if count_lines(contents[en]) != count_lines(contents[de]):
             assert result.exit_code == 2
             assert str(en) in result.stderr and str(de) in result.stderr, result.stderr
             return
-        if en in files and count_lines(files[en]) == 0:  # a deliberate error: empty split
+        if count_lines(contents[en]) == 0:  # a deliberate error: an empty split
             assert result.exit_code == 2 and f"{en}: empty corpus" in result.stderr
             return
-    if errors == "strict" and any(first_bad_line(data) for data in files.values()):
-        assert_names_bad_line(result, files)
+    if errors == "strict" and any(first_bad_line(data) for data in contents.values()):
+        assert_names_bad_line(result, contents)
         return
     assert result.exit_code == 0, result.stderr
-    _check_bundle(root, files)
+    _check_bundle(root, {split: count_lines(contents[en]) for split, (en, _) in files.items()})
+
+
+def _run_text_corpus(splits: dict[str, tuple[bytes, bytes]], options: list[str], errors: str,
+                     gz: bool = False) -> None:
+    """Write each split as PREFIX.en and PREFIX.de (gzipped if `gz`), preprocess, check."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files, contents, prefixes = {}, {}, []
+        for split, sides in splits.items():
+            files[split] = tuple(write(root / f"{split}.{lang}", data, gz)
+                                 for lang, data in zip(("en", "de"), sides, strict=True))
+            contents.update(zip(files[split], sides, strict=True))
+            prefixes += [f"--{split}", str(root / split)]
+        result = _preprocess(root, [*options, *prefixes, "--errors", errors])
+        _expect_preprocess(result, root, files, contents, errors)
 
 
 @SETTINGS
 @given(train=aligned_files(), valid=aligned_files(),
        tokenizer=st.sampled_from(["word", "char"]),
-       errors=st.sampled_from(["strict", "replace"]))
-def test_preprocess_hostile_corpus(train, valid, tokenizer, errors):
-    """Hostile lines in front of a good training corpus and as the whole valid split."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        files = {"train.en": train[0] + _good(TINY["en"]),
-                 "train.de": train[1] + _good(TINY["de"]),
-                 "valid.en": valid[0], "valid.de": valid[1]}
-        result, written = _preprocess(root, files, tokenizer, errors)
-        _expect_preprocess(result, root, written, errors)
+       errors=st.sampled_from(["strict", "replace"]), gz=st.booleans())
+def test_preprocess_hostile_corpus(train, valid, tokenizer, errors, gz):
+    """Hostile lines in front of a good training corpus, and as the whole valid split."""
+    splits = {"train": (train[0] + _good(TINY["en"]), train[1] + _good(TINY["de"])),
+              "valid": valid}
+    _run_text_corpus(splits, ["--tokenizer", tokenizer], errors, gz)
 
 
 @settings(SETTINGS, max_examples=6)
-@given(test=aligned_files(),
-       errors=st.sampled_from(["strict", "replace"]))
+@given(test=aligned_files(), errors=st.sampled_from(["strict", "replace"]))
 def test_preprocess_hostile_subword(test, errors):
     """Sentencepiece trained on a good corpus, then fed a hostile test split."""
+    splits = {"train": (_good(TINY["en"] * 2), _good(TINY["de"] * 2)), "test": test}
+    _run_text_corpus(splits, ["--tokenizer", "subword", "--vocab-size", "40"], errors)
+
+
+SURROGATES = ["\ud800", "\udfff", "a\udc80b"]
+_field = st.one_of(st.none(), _unicode, _words,
+                   st.sampled_from(BREAK_LIKE + CONTROLS + SURROGATES + ["en", "de"]))
+
+
+@st.composite
+def record_line(draw: st.DrawFn, tsv: bool) -> tuple[bytes, str]:
+    """(a line, its kind): "record" (a field for en and for de), "surrogate" (a record with a
+    lone surrogate, as a JSON escape or as bytes: no UTF-8) or "junk" (no TSV row of 2 fields,
+    no JSON)."""
+    if draw(st.integers(0, 3)) == 0:
+        return b"#\t#\t" + draw(_lines["bytes"]), "junk"
+    en, de = (draw(_field) or "" for _ in range(2))
+    if tsv:
+        text = "\t".join(field.replace("\t", " ") for field in (en, de))
+    elif draw(st.booleans()):
+        text = json.dumps({"translation": {"de": de, "en": en}}, ensure_ascii=draw(st.booleans()))
+    else:
+        text = json.dumps({"en": en, "x": [1], "de": de}, ensure_ascii=draw(st.booleans()))
+    lone = any("\ud800" <= ch <= "\udfff" for ch in en + de)
+    return text.encode("utf-8", "surrogatepass"), "surrogate" if lone else "record"
+
+
+@st.composite
+def record_file(draw: st.DrawFn, tsv: bool) -> tuple[bytes, list[str], bool]:
+    """(file contents, the kind of each line, whether the first line is a TSV header)."""
+    lines = draw(st.lists(record_line(tsv), min_size=1, max_size=6))
+    body = b"".join(line + draw(st.sampled_from([b"\n", b"\r\n"])) for line, _ in lines)
+    if draw(st.booleans()):
+        body = body.removesuffix(b"\n")
+    header = tsv and set(lines[0][0].split(b"\t")) == {b"en", b"de"}
+    return draw(st.sampled_from([b"", BOMS[0]])) + body, [kind for _, kind in lines], header
+
+
+@SETTINGS
+@given(valid=st.booleans().flatmap(lambda tsv: st.tuples(st.just(tsv), record_file(tsv))),
+       errors=st.sampled_from(["strict", "replace"]))
+def test_preprocess_hostile_records(valid, errors):
+    """TSV and JSONL: a bad line is an error naming file and line; a lone surrogate is one unless
+    --errors replace; every other line is a row."""
+    tsv, (data, kinds, header) = valid
+    suffix = "tsv" if tsv else "jsonl"
+    rows = [f"{en}\t{de}" if tsv else json.dumps({"en": en, "de": de})
+            for en, de in zip(TINY["en"], TINY["de"], strict=True)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        files = {"train.en": _good(TINY["en"] * 2), "train.de": _good(TINY["de"] * 2),
-                 "test.en": test[0], "test.de": test[1]}
-        result, written = _preprocess(root, files, "subword", errors, ("--vocab-size", "40"))
-        _expect_preprocess(result, root, written, errors)
+        train = write(root / f"train.{suffix}", _good(rows))
+        path = write(root / f"valid.{suffix}", data)
+        result = _preprocess(root, ["--tokenizer", "char", "--errors", errors,
+                                    "--train", str(train), "--valid", str(path)])
+        assert_clean_exit(result)
+        bad = {"junk"} if errors == "replace" else {"junk", "surrogate"}
+        first = next((n for n, kind in enumerate(kinds, start=1) if kind in bad), None)
+        if first:
+            assert result.exit_code == 2 and f"{path}:{first}:" in result.stderr, result.stderr
+            return
+        assert result.exit_code == 0, result.stderr
+        _check_bundle(root, {"train": len(rows), "valid": len(kinds) - header})
 
 
 # --- nmt translate ------------------------------------------------------------------------
 
 @settings(SETTINGS, max_examples=30)
 @given(data=hostile_file(), errors=st.sampled_from(["strict", "replace"]),
-       stdin=st.booleans(), beam=st.sampled_from([1, 2]))
-def test_translate_hostile_input(reversal_run, data, errors, stdin, beam):
+       source=st.sampled_from(["file", "gz", "stdin"]), to_stdout=st.booleans(),
+       beam=st.sampled_from([1, 2]))
+def test_translate_hostile_input(reversal_run, data, errors, source, to_stdout, beam):
     with tempfile.TemporaryDirectory() as tmp:
-        source, out = Path(tmp) / "in.txt", Path(tmp) / "out.txt"
-        source.write_bytes(data)
+        name = write(Path(tmp) / "in.txt", data, gz=source == "gz")
+        out = Path(tmp) / "out.txt"
         args = ["translate", "-m", str(reversal_run), "--beam", str(beam), "--errors", errors,
-                "--window", "3", "-o", str(out)]
-        result = runner.invoke(app, args, input=data) if stdin else runner.invoke(
-            app, [*args, "-i", str(source)])
+                "--window", "3", *([] if to_stdout else ["-o", str(out)])]
+        if source == "stdin":
+            result, name = runner.invoke(app, args, input=data), Path("<stdin>")
+        else:
+            result = runner.invoke(app, [*args, "-i", str(name)])
         assert_clean_exit(result)
         if errors == "strict" and first_bad_line(data):
-            name = Path("<stdin>") if stdin else source
             assert_names_bad_line(result, {name: data})
             assert not out.exists()
             return
         assert result.exit_code == 0, result.stderr
-        assert len(read_output(out)) == count_lines(data)
+        if to_stdout:
+            assert len(result.stdout.split("\n")) - 1 == count_lines(data)
+            assert len(result.stdout.splitlines()) == count_lines(data)
+        else:
+            assert len(read_output(out)) == count_lines(data)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(data=hostile_file(), window=st.integers(1, 4), errors=st.sampled_from(["strict", "replace"]))
+def test_stdin_windows_split_lines_as_files_do(data, window, errors):
+    """`nmt translate` reads a real stdin (a pipe, a terminal, a redirected file) in windows of
+    its own: they hold the lines, and raise the errors, that reading the file gives."""
+    def lines_of(read) -> tuple[list[str], str]:
+        got: list[str] = []
+        try:
+            for chunk in read():
+                got.extend(chunk)
+        except DataError as err:
+            return got, str(err)
+        return got, ""
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "in.txt", data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            windows, error = lines_of(lambda: available_windows(fd, "<stdin>", window, errors))
+        finally:
+            os.close(fd)
+    expected, expected_error = lines_of(
+        lambda: [list(decode_lines(io.BytesIO(data), "<stdin>", errors))])
+    assert error == expected_error
+    if not error:
+        assert windows == expected and len(expected) == count_lines(data)
 
 
 # --- nmt evaluate -------------------------------------------------------------------------
@@ -310,3 +416,21 @@ def test_evaluate_model_line_mismatch_is_a_data_error(tmp_path, reversal_run):
                                  "--ref", str(ref), "--beam", "1"])
     assert result.exit_code == 2
     assert f"{src} has 1 lines, {ref} has 2" in result.stderr
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "subword"])
+def test_jsonl_lone_surrogate_names_file_and_line(tmp_path, tokenizer):
+    """A JSON escape of a lone surrogate crashed preprocess (UnicodeEncodeError when writing the
+    vocabulary; sentencepiece refused it as a settings error, exit 3)."""
+    rows = [{"en": en, "de": de} for en, de in zip(TINY["en"], TINY["de"], strict=True)]
+    rows[2]["en"] = "a b\ud800"
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    options = ["--tokenizer", tokenizer, "--vocab-size", "40", "--train", str(train)]
+    strict = _preprocess(tmp_path, options)
+    assert strict.exit_code == 2
+    assert f"{train}:3: field 'en' holds a lone surrogate" in strict.stderr
+    replaced = _preprocess(tmp_path, [*options, "--errors", "replace"])
+    assert replaced.exit_code == 0, replaced.stderr
+    vocabs = [path.read_text(encoding="utf-8") for path in (tmp_path / "bundle").glob("vocab*")]
+    assert any("\ufffd" in vocab for vocab in vocabs)
