@@ -346,7 +346,7 @@ def test_stdin_windows_split_lines_as_files_do(data, window, errors):
 
 # --- nmt evaluate -------------------------------------------------------------------------
 
-def _expect_scored(result: Result, files: dict[Path, bytes]) -> None:
+def _expect_scored(result: Result, files: dict[Path, bytes], as_json: bool = False) -> None:
     assert_clean_exit(result)
     if any(first_bad_line(data) for data in files.values()):
         assert_names_bad_line(result, files)
@@ -357,18 +357,23 @@ def _expect_scored(result: Result, files: dict[Path, bytes]) -> None:
         assert all(str(path) in result.stderr for path in files), result.stderr
         return
     assert result.exit_code == 0, result.stderr
-    assert "BLEU" in result.stdout and "chrF2" in result.stdout
+    if as_json:
+        assert 0 <= json.loads(result.stdout)["BLEU"]["score"] <= 100
+    else:
+        assert "BLEU" in result.stdout and "chrF2" in result.stdout
 
 
 @settings(SETTINGS, max_examples=40)
-@given(pair=aligned_files())
-def test_evaluate_hostile_files(pair):
+@given(pair=aligned_files(), options=st.sets(st.sampled_from(["--ter", "--json"])))
+def test_evaluate_hostile_files(pair, options):
     with tempfile.TemporaryDirectory() as tmp:
         hyp, ref = Path(tmp) / "hyp.txt", Path(tmp) / "ref.txt"
         hyp.write_bytes(pair[0])
         ref.write_bytes(pair[1])
-        result = runner.invoke(app, ["evaluate", "--hyp", str(hyp), "--ref", str(ref)])
-        _expect_scored(result, {hyp: pair[0], ref: pair[1]})
+        result = runner.invoke(app, ["evaluate", "--hyp", str(hyp), "--ref", str(ref), *options])
+        _expect_scored(result, {hyp: pair[0], ref: pair[1]}, "--json" in options)
+        if result.exit_code == 0 and "--ter" in options:
+            assert "TER" in result.stdout
 
 
 @settings(SETTINGS, max_examples=10)
@@ -434,3 +439,22 @@ def test_jsonl_lone_surrogate_names_file_and_line(tmp_path, tokenizer):
     assert replaced.exit_code == 0, replaced.stderr
     vocabs = [path.read_text(encoding="utf-8") for path in (tmp_path / "bundle").glob("vocab*")]
     assert any("\ufffd" in vocab for vocab in vocabs)
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path, reversal_run):
+    """A path holding "[/]" made rich raise MarkupError (a traceback) in the preprocess summary
+    and in translate's truncation warning."""
+    root = tmp_path / "a[" / "]b"  # ".../a[/]b"
+    root.mkdir(parents=True)
+    (root / "train.en").write_bytes(_good(TINY["en"]))
+    (root / "train.de").write_bytes(_good(TINY["de"]))
+    done = runner.invoke(app, ["preprocess", "--src", "en", "--tgt", "de", "--tokenizer", "word",
+                               "--train", str(root / "train"), "--out", str(root / "bundle")])
+    assert done.exit_code == 0, done.exception
+    assert f"{root / 'bundle'}:en->de" in "".join(done.stderr.split())  # wrapped at 80 columns
+    source = root / "long.txt"
+    source.write_text(" ".join("a" * 500) + "\n")
+    done = runner.invoke(app, ["translate", "-m", str(reversal_run), "-i", str(source),
+                               "--beam", "1"])
+    assert done.exit_code == 0, done.exception
+    assert f"{source}:1:linetruncated" in "".join(done.stderr.split())
