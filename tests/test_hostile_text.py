@@ -20,7 +20,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
@@ -82,14 +82,19 @@ def aligned_files(sides: int = 2) -> st.SearchStrategy[tuple[bytes, ...]]:
     return st.sampled_from([same, same, same, free]).flatmap(lambda kind: kind)
 
 
-def count_lines(data: bytes) -> int:
+def split_lines(data: bytes) -> list[bytes]:
     """Lines by the README's rules: each LF ends one; a last line without LF counts."""
-    return data.count(b"\n") + (not data.endswith(b"\n") and len(data) > 0)
+    lines = data.split(b"\n")
+    return lines[:-1] if lines[-1] == b"" else lines
+
+
+def count_lines(data: bytes) -> int:
+    return len(split_lines(data))
 
 
 def first_bad_line(data: bytes) -> int | None:
     """The 1-based number of the first line that is not UTF-8, or None."""
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+    for number, raw in enumerate(split_lines(data), start=1):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -97,10 +102,18 @@ def first_bad_line(data: bytes) -> int | None:
     return None
 
 
+def blank_lines(data: bytes) -> list[bool]:
+    """Per line, whether it normalises to nothing: only controls and Unicode spaces, once the
+    BOM at the start of the file is removed."""
+    lines = split_lines(data)
+    lines[:1] = [line.removeprefix(BOMS[0]) for line in lines[:1]]
+    return [all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Zs", "Zl", "Zp")
+                for ch in raw.decode("utf-8", "replace")) for raw in lines]
+
+
 def assert_clean_exit(result: Result) -> None:
     """Exit code 0 or 2 and no traceback (CliRunner catches what would have been one)."""
-    from hypothesis import event
-    event(f"exit {result.exit_code} {result.stderr[:60].split(':')[-1]}")
+    event(f"exit {result.exit_code}")  # --hypothesis-show-statistics: how often each outcome
     crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
     assert not crashed, f"{result.exception!r}\n{result.stderr}"
     assert result.exit_code in (0, 2), result.stderr
@@ -219,12 +232,17 @@ def test_preprocess_hostile_corpus(train, valid, tokenizer, errors, gz):
     _run_text_corpus(splits, ["--tokenizer", tokenizer], errors, gz)
 
 
-@settings(SETTINGS, max_examples=6)
-@given(test=aligned_files(), errors=st.sampled_from(["strict", "replace"]))
-def test_preprocess_hostile_subword(test, errors):
-    """Sentencepiece trained on a good corpus, then fed a hostile test split."""
-    splits = {"train": (_good(TINY["en"] * 2), _good(TINY["de"] * 2)), "test": test}
-    _run_text_corpus(splits, ["--tokenizer", "subword", "--vocab-size", "40"], errors)
+@settings(SETTINGS, max_examples=8)
+@given(train=aligned_files(), test=aligned_files(), errors=st.sampled_from(["strict", "replace"]),
+       spm_type=st.sampled_from(["bpe", "unigram"]))
+def test_preprocess_hostile_subword(train, test, errors, spm_type):
+    """Sentencepiece trained on hostile lines in front of a good corpus, then a hostile test
+    split."""
+    splits = {"train": (train[0] + _good(TINY["en"] * 2), train[1] + _good(TINY["de"] * 2)),
+              "test": test}
+    # Room for every character drawn (sentencepiece requires one piece per character).
+    options = ["--tokenizer", "subword", "--vocab-size", "2000", "--spm-type", spm_type]
+    _run_text_corpus(splits, options, errors)
 
 
 SURROGATES = ["\ud800", "\udfff", "a\udc80b"]
@@ -292,13 +310,16 @@ def test_preprocess_hostile_records(valid, errors):
 @settings(SETTINGS, max_examples=30)
 @given(data=hostile_file(), errors=st.sampled_from(["strict", "replace"]),
        source=st.sampled_from(["file", "gz", "stdin"]), to_stdout=st.booleans(),
-       beam=st.sampled_from([1, 2]))
-def test_translate_hostile_input(reversal_run, data, errors, source, to_stdout, beam):
+       beam=st.sampled_from([1, 2]), n_best=st.sampled_from([1, 1, 2]))
+def test_translate_hostile_input(reversal_run, data, errors, source, to_stdout, beam, n_best):
+    """One output line per input line (n-best: n), an empty one for a line that normalises to
+    nothing; or exit 2 naming the first line that is not UTF-8, with no output file."""
     with tempfile.TemporaryDirectory() as tmp:
         name = write(Path(tmp) / "in.txt", data, gz=source == "gz")
         out = Path(tmp) / "out.txt"
-        args = ["translate", "-m", str(reversal_run), "--beam", str(beam), "--errors", errors,
-                "--window", "3", *([] if to_stdout else ["-o", str(out)])]
+        args = ["translate", "-m", str(reversal_run), "--beam", str(max(beam, n_best)),
+                "--n-best", str(n_best), "--errors", errors, "--window", "3",
+                *([] if to_stdout else ["-o", str(out)])]
         if source == "stdin":
             result, name = runner.invoke(app, args, input=data), Path("<stdin>")
         else:
@@ -310,10 +331,15 @@ def test_translate_hostile_input(reversal_run, data, errors, source, to_stdout, 
             return
         assert result.exit_code == 0, result.stderr
         if to_stdout:
-            assert len(result.stdout.split("\n")) - 1 == count_lines(data)
-            assert len(result.stdout.splitlines()) == count_lines(data)
-        else:
-            assert len(read_output(out)) == count_lines(data)
+            out.write_text(result.stdout, encoding="utf-8")
+        lines = read_output(out)
+        assert len(lines) == n_best * count_lines(data)
+        for number, blank in enumerate(blank_lines(data)):
+            got = lines[number * n_best : (number + 1) * n_best]
+            if n_best > 1:
+                assert all(line.startswith(f"{number} ||| ") for line in got), got
+                got = [line.split(" ||| ")[1] for line in got]
+            assert not blank or got == [""] * n_best, got
 
 
 @settings(SETTINGS, max_examples=60)
@@ -399,6 +425,10 @@ def test_oracle_counts_lines_as_the_readme(data, lines, bad):
     assert count_lines(data) == lines and first_bad_line(data) == bad
 
 
+def test_oracle_blank_lines():
+    assert blank_lines(b"\xef\xbb\xbf\n \x00\xe2\x80\xa8\r\na\n\xef\xbb\xbf") == [True, True, False, False]
+
+
 # --- regressions found by the properties above --------------------------------------------
 
 def test_evaluate_two_empty_files_is_an_error_naming_both(tmp_path):
@@ -458,3 +488,18 @@ def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path, reversal_
                                "--beam", "1"])
     assert done.exit_code == 0, done.exception
     assert f"{source}:1:linetruncated" in "".join(done.stderr.split())
+
+
+def test_vocab_size_below_the_characters_names_the_option(tmp_path):
+    """Sentencepiece's own message for it pointed to a --character_coverage option that nmt does
+    not have."""
+    for lang in ("en", "de"):
+        (tmp_path / f"train.{lang}").write_bytes(_good(TINY[lang]))
+    options = ["--tokenizer", "subword", "--train", str(tmp_path / "train"), "--vocab-size"]
+    small = _preprocess(tmp_path, [*options, "20"])
+    assert small.exit_code == 3
+    message = " ".join(small.stderr.split())
+    assert "--vocab-size 20 is too small for the" in message, message
+    needed = message.split("too small for the ")[1].split()[0]
+    assert int(needed) > 20
+    assert _preprocess(tmp_path, [*options, needed]).exit_code == 0
