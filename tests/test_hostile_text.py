@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -260,7 +261,7 @@ def record_line(draw: st.DrawFn, tsv: bool) -> tuple[bytes, str]:
         return b"#\t#\t" + draw(_lines["bytes"]), "junk"
     en, de = (draw(_field) or "" for _ in range(2))
     if tsv:
-        text = "\t".join(field.replace("\t", " ") for field in (en, de))
+        text = "\t".join(re.sub("[\t\n]", " ", field) for field in (en, de))
     elif draw(st.booleans()):
         text = json.dumps({"translation": {"de": de, "en": en}}, ensure_ascii=draw(st.booleans()))
     else:
