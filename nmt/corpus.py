@@ -9,7 +9,9 @@
 Column names: one per side, source first; by default the language codes. A TSV whose first line
 contains every column name has a header, and fields are picked by name (other columns are
 ignored); without a header the fields are positional, one per side. A JSON null or dataset None
-is an empty string. Rows stream one at a time; nothing per sentence is kept.
+is an empty string; a lone surrogate (a JSON escape such as \\ud800, which no UTF-8 can hold) is
+an error naming file and line, or U+FFFD with errors="replace", as invalid UTF-8 is. Rows stream
+one at a time; nothing per sentence is kept.
 """
 
 from __future__ import annotations
