@@ -149,7 +149,7 @@ def read_output(path: Path) -> list[str]:
 
 
 runner = CliRunner()
-SETTINGS = settings(max_examples=25, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -234,7 +234,7 @@ def test_preprocess_hostile_corpus(train, valid, tokenizer, errors, gz):
     _run_text_corpus(splits, ["--tokenizer", tokenizer], errors, gz)
 
 
-@settings(SETTINGS, max_examples=8)
+@settings(SETTINGS, max_examples=10)
 @given(train=aligned_files(), test=aligned_files(), errors=st.sampled_from(["strict", "replace"]),
        spm_type=st.sampled_from(["bpe", "unigram"]))
 def test_preprocess_hostile_subword(train, test, errors, spm_type):
@@ -309,7 +309,7 @@ def test_preprocess_hostile_records(valid, errors):
 
 # --- nmt translate ------------------------------------------------------------------------
 
-@settings(SETTINGS, max_examples=30)
+@settings(SETTINGS, max_examples=40)
 @given(data=hostile_file(), errors=st.sampled_from(["strict", "replace"]),
        source=st.sampled_from(["file", "gz", "stdin"]), to_stdout=st.booleans(),
        beam=st.sampled_from([1, 2]), n_best=st.sampled_from([1, 1, 2]),
@@ -347,7 +347,7 @@ def test_translate_hostile_input(reversal_run, data, errors, source, to_stdout, 
             assert not blank or got == [""] * n_best, got
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=100)
 @given(data=hostile_file(), window=st.integers(1, 4), errors=st.sampled_from(["strict", "replace"]))
 def test_stdin_windows_split_lines_as_files_do(data, window, errors):
     """`nmt translate` reads a real stdin (a pipe, a terminal, a redirected file) in windows of
@@ -394,7 +394,7 @@ def _expect_scored(result: Result, files: dict[Path, bytes], as_json: bool = Fal
         assert "BLEU" in result.stdout and "chrF2" in result.stdout
 
 
-@settings(SETTINGS, max_examples=40)
+@settings(SETTINGS, max_examples=60)
 @given(pair=aligned_files(), options=st.sets(st.sampled_from(["--ter", "--json"])))
 def test_evaluate_hostile_files(pair, options):
     with tempfile.TemporaryDirectory() as tmp:
@@ -407,7 +407,7 @@ def test_evaluate_hostile_files(pair, options):
             assert "TER" in result.stdout
 
 
-@settings(SETTINGS, max_examples=10)
+@settings(SETTINGS, max_examples=15)
 @given(pair=aligned_files())
 def test_evaluate_model_hostile_files(reversal_run, pair):
     with tempfile.TemporaryDirectory() as tmp:
