@@ -39,8 +39,8 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    """Warnings are shown even with --quiet."""
-    stderr.print(f"[yellow]warning:[/yellow] {message}")
+    """Warnings are shown even with --quiet; `message` is plain text (it names user files)."""
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def progress(transient: bool = False) -> Progress:

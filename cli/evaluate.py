@@ -44,7 +44,6 @@ def evaluate(
     decoding options (the same defaults), then scored."""
     from nmt.errors import ConfigError
     from nmt.evaluate import read_pair, score_lines
-    from nmt.textio import read_lines
 
     metrics = ("bleu", "chrf", "ter") if ter else ("bleu", "chrf")
     with console.cli_errors():
@@ -70,12 +69,7 @@ def evaluate(
                      for r in ref]
             for name, path in pairs:
                 name = translator.check_task(name)
-                refs = list(read_lines(path))
-                sources = list(read_lines(src))
-                if len(sources) != len(refs):
-                    raise ConfigError(
-                        f"line counts differ: {src} has {len(sources)}, {path} has {len(refs)}"
-                    )
+                sources, refs = read_pair(src, Path(path))
                 outputs = translate_stream(translator, sources, name, search_options(opts),
                                            opts.batch_size, opts.batch_tokens, opts.window)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 
 from nmt_cli import console
 
@@ -44,8 +45,9 @@ def _summary(manifest: dict[str, Any], out: Path) -> None:
     joint = "joint" if manifest["joint"] else "separate"
     if manifest["joint_vocab"] != manifest["joint"]:
         joint += ", " + ("joint" if manifest["joint_vocab"] else "separate") + " vocabularies"
+    name = escape(str(out))  # a path is not markup
     console.info(
-        f"[bold]{out}[/bold]: {langs['src']} -> {','.join(manifest['tasks'])}; {kind}, {joint}"
+        f"[bold]{name}[/bold]: {langs['src']} -> {','.join(manifest['tasks'])}; {kind}, {joint}"
     )
     sizes = ", ".join(
         f"{langs[side]} {entry['size']:,}" for side, entry in manifest["vocab"].items()

@@ -9,7 +9,9 @@
 Column names: one per side, source first; by default the language codes. A TSV whose first line
 contains every column name has a header, and fields are picked by name (other columns are
 ignored); without a header the fields are positional, one per side. A JSON null or dataset None
-is an empty string. Rows stream one at a time; nothing per sentence is kept.
+is an empty string; a lone surrogate (a JSON escape such as \\ud800, which no UTF-8 can hold) is
+an error naming file and line, or U+FFFD with errors="replace", as invalid UTF-8 is. Rows stream
+one at a time; nothing per sentence is kept.
 """
 
 from __future__ import annotations
@@ -90,7 +92,16 @@ class TextFiles:
         return {"format": "text", "files": [_file_entry(p) for p in self.paths]}
 
 
-def _pick(record: Mapping[str, Any], names: Sequence[str], path: Path | str, line: int) -> Row:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _pick(
+    record: Mapping[str, Any],
+    names: Sequence[str],
+    path: Path | str,
+    line: int,
+    errors: Errors = "strict",
+) -> Row:
     """Look each column up in the record, then in its `translation` dict."""
     inner = record.get("translation")
     inner = inner if isinstance(inner, Mapping) else {}
@@ -106,6 +117,15 @@ def _pick(record: Mapping[str, Any], names: Sequence[str], path: Path | str, lin
             value = ""
         if not isinstance(value, str):
             raise DataError(f"field {name!r} is not a string: {value!r:.40}", path, line)
+        if _SURROGATE.search(value):  # a JSON escape such as "\ud800": no UTF-8 can hold it
+            if errors == "strict":
+                raise DataError(
+                    f"field {name!r} holds a lone surrogate "
+                    "(use --errors replace to substitute U+FFFD)",
+                    path,
+                    line,
+                )
+            value = _SURROGATE.sub("\ufffd", value)
         values.append(value)
     return tuple(values)
 
@@ -156,7 +176,7 @@ class JsonlFile(_RecordFile):
                 raise DataError(f"invalid JSON: {err.msg}", self.path, number) from None
             if not isinstance(record, dict):
                 raise DataError("expected a JSON object", self.path, number)
-            yield _pick(record, self.names, self.path, number)
+            yield _pick(record, self.names, self.path, number, self.errors)
 
     def describe(self) -> dict[str, Any]:
         return {"format": "jsonl", "columns": list(self.names), "files": [_file_entry(self.path)]}

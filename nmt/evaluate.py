@@ -41,13 +41,16 @@ def score_lines(
 
 
 def read_pair(hyp: Path, ref: Path) -> tuple[list[str], list[str]]:
-    """Both files as lists of lines; different line counts are an error naming both files."""
+    """Both files as lists of lines; different line counts, or no lines, are an error naming
+    both files."""
     hyps = list(read_lines(hyp))
     refs = list(read_lines(ref))
     if len(hyps) != len(refs):
         raise DataError(
             f"line counts differ: {hyp} has {len(hyps)} lines, {ref} has {len(refs)}"
         )
+    if not refs:  # sacrebleu cannot score an empty corpus
+        raise DataError(f"nothing to score: {hyp} and {ref} are both empty")
     return hyps, refs
 
 

@@ -187,6 +187,11 @@ def train_sentencepiece(
     except RuntimeError as err:
         if failure:
             raise failure[0] from None
+        # Every character seen needs a piece (character_coverage=1.0): say which option to raise.
+        short = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(err))
+        if short:
+            raise ConfigError(f"--vocab-size {vocab_size} is too small for the {short[1]} pieces "
+                              "that the training data's characters need") from None
         raise ConfigError(f"sentencepiece training failed: {err}") from None
     model_path.with_suffix(".vocab").unlink(missing_ok=True)  # our Vocabulary file replaces it
     return SentencePieceTokenizer(model_path, spm_type, vocab_size)
