@@ -2,10 +2,10 @@
 
 RUN_DIR/
   config.toml        resolved settings (reusable with --config)
-  meta/              the bundle's manifest, vocabularies and tokenizer models (the model carries
-                     its tokenizers: translation needs nothing else)
   metrics.jsonl      one JSON object per line: {"kind": "train"|"valid", "step": ..., ...}
-  ckpt-00001000.pt   periodic checkpoints (the last K kept); best.pt: best validation score
+  ckpt-00001000.pt   periodic checkpoints (the last K kept); best.pt: best validation score.
+                     Each carries the bundle's manifest, vocabularies and tokenizer models
+                     (checkpoint "meta"): translation needs nothing else
   done.json          written last, only by a run that finished: {"step", "stopped", "best", ...}
   .lock              held (flock) by the one `nmt train` writing the directory
 """
@@ -25,7 +25,6 @@ from nmt.errors import ConfigError
 from nmt.textio import atomic_write
 
 CONFIG = "config.toml"
-META = "meta"
 METRICS = "metrics.jsonl"
 BEST = "best.pt"
 DONE = "done.json"

@@ -63,12 +63,12 @@ class _KillAfter:
 def arm(kind: str, number: int, limit: int = 0) -> None:
     import torch
 
-    from nmt import checkpoint, train
+    from nmt import checkpoint, train, validation
 
     if kind == "batch":
         train.clip_gradients = _on_call(train.clip_gradients, number)
     elif kind == "validation":
-        train.translate_window = _on_call(train.translate_window, number)
+        validation.translate_window = _on_call(validation.translate_window, number)
     elif kind == "published":
         checkpoint.save = _on_call(checkpoint.save, number, before=False)
     elif kind == "write":
