@@ -56,7 +56,7 @@ class Fp32Linear(nn.Module):
     """A float32 Linear layer that multiplies its rows in blocks of BLOCK_ROWS (module docstring),
     on the CPU; elsewhere the plain layer."""
 
-    BLOCK_ROWS = 32
+    BLOCK_ROWS = 64
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
