@@ -34,6 +34,10 @@ _STEP_FILE = re.compile(r"^ckpt-(\d+)\.pt$")
 # thirds of a training checkpoint) is left out, so that checking stays cheap with mmap.
 DIGESTED = ("model_config", "train_config", "tasks", "aux_tasks", "meta", "model")
 INFERENCE_KEYS = ("model_config", "train_config", "tasks", "meta", "model")
+# What `nmt train --resume` restores (besides the per-rank or, in older checkpoints, top-level
+# RNG and sampler states).
+RESUME_KEYS = (*INFERENCE_KEYS, "optimizer", "schedule", "scaler", "task_schedule", "step",
+               "best", "bad_validations")
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:

@@ -141,7 +141,7 @@ class Trainer:
             found = checkpoint.step_checkpoints(self.run_dir)
             if not found:
                 raise CheckpointError(f"{self.run_dir}: no checkpoint to resume from")
-            state = checkpoint.load(found[-1][1])
+            state = checkpoint.load(found[-1][1], keys=checkpoint.RESUME_KEYS)
             self._restore(state)
             self.best_step = state.get("best_step")
             if self.dist.main:  # a kill right after this checkpoint: best.pt stale, no prune

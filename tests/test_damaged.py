@@ -126,6 +126,16 @@ def test_checkpoint_missing_a_vocabulary(runner, model):
 # ---- loading a model writes nothing ----------------------------------------------------------
 
 
+def test_resume_from_a_checkpoint_without_optimizer_state(runner, reversal_run, tmp_path):
+    """A checkpoint that translates (an averaged one, say) but cannot resume training."""
+    run = tmp_path / "run"
+    shutil.copytree(reversal_run, run)
+    last = checkpoint.step_checkpoints(run)[-1][1]
+    _resave(last, lambda state: state.pop("optimizer"))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "200"])
+    _fails(result, 4, str(last), "incomplete checkpoint (no optimizer)")
+
+
 def test_translation_writes_no_file(runner, model):
     """Under `ulimit -f 0` translation to stdout still works; to a file it is one line, exit 5."""
     lines = "a b c\nd e f g\n"
