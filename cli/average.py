@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from nmt_cli import console
 
@@ -23,4 +24,4 @@ def average(
     with console.cli_errors():
         found = [p for _, p in checkpoint.step_checkpoints(run)][-last:]
         checkpoint.save(out, checkpoint.average(found))
-        console.info(f"averaged {len(found)} checkpoints -> {out}")
+        console.info(f"averaged {len(found)} checkpoints -> {escape(str(out))}")

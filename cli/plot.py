@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from nmt_cli import console
 
@@ -30,4 +31,4 @@ def plot(
         if not (run / METRICS).is_file():
             raise DataError("no metrics.jsonl here (not a run directory?)", run)
         learning_curves(read_metrics(run / METRICS), out, x)
-        console.info(f"curves -> {out}")
+        console.info(f"curves -> {escape(str(out))}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from nmt_cli import console
 from nmt_cli.options import with_config_options
@@ -27,7 +28,7 @@ def _report(record: dict[str, Any]) -> None:
                     + ("  [green]best[/green]" if record["best"] else "")
                 )
     elif kind == "info":
-        console.info(record["message"])
+        console.info(escape(record["message"]))  # may name user files
     elif kind == "done":
         console.info(
             f"finished at step {record['step']} ({record['stopped']}); best {record['best']}"

@@ -149,6 +149,13 @@ def test_average(runner, tmp_path, reversal_run):
     assert translated.exit_code == 0 and len(translated.stdout.splitlines()) == 1
 
 
+def test_a_path_that_looks_like_markup_is_printed_as_it_is(runner, tmp_path, reversal_run):
+    out = tmp_path / "[/]" / "avg[bold].pt"  # rich markup, were it read as such
+    result = runner.invoke(app, ["average", str(reversal_run), "--last", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert f"-> {out}" in " ".join(result.stderr.split())
+
+
 def test_attention_outputs_and_curves(runner, tmp_path, reversal_run):
     src = tmp_path / "in.txt"
     src.write_text("a b c d\n\ne f g\nh i\n")
