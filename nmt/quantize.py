@@ -95,11 +95,11 @@ class Int8Linear(nn.Module):
 
 def _row_scale(x: Tensor) -> Tensor:
     """Per row of x (M, K): its largest magnitude / 127 (M, 1), so the row maps onto [-127, 127]."""
-    return x.abs().amax(dim=1, keepdim=True).clamp(min=1e-30) / 127.0
+    return x.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30).div_(127.0)
 
 
 def _round_int8(x: Tensor, scale: Tensor) -> Tensor:
-    return torch.round(x / scale).to(torch.int8)
+    return x.div(scale).round_().to(torch.int8)
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
