@@ -14,9 +14,9 @@ change when the same constant (here -sum(v)) is added to every score, so
 
     a_j = softmax_j(2 v^T sigmoid(2 W_h h_j + 2 W_s s_t))
 
-exactly. Memory keeps 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place. On the
-CPU PyTorch's float32 tanh costs about 6x its sigmoid (1.4 against 0.25 ns per element on the
-2-core EPYC), and that tanh over (N, S, A) was the largest pointwise operation of a search step.
+exactly. Memory keeps 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place: on the
+CPU PyTorch's float32 tanh is several times slower than its sigmoid, and that tanh over (N, S, A)
+was the largest pointwise operation of a search step.
 
 Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
 spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
@@ -171,8 +171,8 @@ def _float(tensor: Tensor) -> Tensor:
 
 
 class _Step(torch.autograd.Function):
-    """One step of `AdditiveAttention.attend` in float32 (autocast or not: on the CPU bf16
-    sigmoid is 2x slower than float32, 169 against 82 us on (64, 20, 256)). Nothing of size
+    """One step of `AdditiveAttention.attend` in float32 (autocast or not: on the CPU a bf16
+    sigmoid is slower than a float32 one). Nothing of size
     (N, S, A) is kept per step: backward recomputes sigmoid(keys + 2 query) in the shared scratch
     buffer, which stays in cache."""
 

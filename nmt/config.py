@@ -111,7 +111,7 @@ class DecodeOptions:
 
     precision: Precision = field(default="auto", metadata={
         "help": "Decoder multiplies: fp32, bf16 (GPU, or CPU with AMX or AVX512-BF16), int8 "
-                "(CPU) or auto: int8 on the CPU (the fastest on every CPU measured), bf16 on a "
+                "(CPU) or auto: int8 on the CPU, bf16 on a "
                 "GPU that has it, else fp32. Each gives the same line whatever the batch."})
     beam: int = field(default=5, metadata={"help": "Beam size; 1 is greedy search.", "min": 1})
     alpha: float = field(default=1.0, metadata={

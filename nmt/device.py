@@ -41,9 +41,8 @@ def set_threads(threads: int) -> None:
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32. auto is bf16 where it is native and fast (on
-    the reference model a CPU with AMX trained 1.5x faster per update in bf16, to the same BLEU;
-    a Xeon with AVX512-BF16 but no AMX 0.7x as fast: `fast_bf16`)."""
+    """The autocast dtype, or None for plain fp32. auto is bf16 where it is native and faster
+    than fp32 (`fast_bf16`)."""
     if precision == "fp32":
         return None
     if device.type == "cpu":
@@ -84,8 +83,8 @@ def native_bf16(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> bool:
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 multiplies are native and, on the CPU, measured faster than fp32.
 
-    The flags do not tell: with AVX512-BF16, a Zen 4 EPYC multiplied the model's shapes 1.6-3x
-    faster in bf16, a 2-core Xeon without AMX at half the fp32 rate (92 against 200 GFLOP/s).
+    The flags do not tell: some CPUs with AVX512-BF16 multiply bf16 faster than fp32, others
+    slower (recipes/README.md).
     """
     if not native_bf16(device):
         return False
@@ -94,7 +93,7 @@ def fast_bf16(device: torch.device) -> bool:
 
 @functools.cache
 def _bf16_multiplies_faster() -> bool:
-    """A 20 ms probe, once a process: the best of three (256, 512) x (512, 1024) products (the
+    """A short probe, once a process: the best of three (256, 512) x (512, 1024) products (the
     decoder's and the output layer's shapes) in each dtype; bf16 must be 1.2x faster. Constant
     operands: the probe must not draw from the random generator that seeds the model."""
     a, b = torch.full((256, 512), 0.5), torch.full((512, 1024), 0.25)

@@ -27,8 +27,8 @@ class Embeddings(nn.Embedding):
 
     def reset_parameters(self) -> None:
         # The model re-initialises every parameter anyway (model.py). Uniform, not nn.Embedding's
-        # normal_: on the meta device (fast checkpoint loading) normal_ imports torch._dynamo
-        # (1.4 s).
+        # normal_: on the meta device (fast checkpoint loading) normal_ imports torch._dynamo,
+        # which is slow to import.
         nn.init.uniform_(self.weight, -INIT_RANGE, INIT_RANGE)
         self._fill_padding_idx_with_zero()
 

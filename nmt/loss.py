@@ -58,7 +58,7 @@ class _OutputCrossEntropy(torch.autograd.Function):
     Same value and gradients as F.cross_entropy(F.linear(...)), but the (M, V) logits buffer is
     turned into the logits' gradient in place during the forward pass: F.cross_entropy allocates
     and sweeps three more (M, V) tensors (log-probabilities, the loss gradient, the log-softmax
-    gradient): 4-5% of a whole CPU training step at the reference size (V = 8000), measured.
+    gradient), a visible share of a CPU training step at the reference size.
     No double backward.
     """
 

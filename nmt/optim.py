@@ -23,8 +23,7 @@ from nmt.config import TrainConfig
 def build_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: TrainConfig
 ) -> torch.optim.Optimizer:
-    """Adam/AdamW with the fused kernel (one pass over all parameters; ~3.5x faster on the CPU
-    than the default loop, 12 vs 44 ms a step for the reference model)."""
+    """Adam/AdamW with the fused kernel: one pass over all parameters instead of a loop."""
     trainable = [p for p in params if p.requires_grad]
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return kind(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)

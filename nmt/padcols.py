@@ -1,9 +1,8 @@
 """Output columns padded to a multiple of 8: the vocabulary projection at full speed on the CPU.
 
 MKL's float32 multiply slows down when the result has a column count that is not a multiple of
-8. The vocabulary size comes from the data (5,477 target pieces in the reference model), and the
-(M, 512) x (512, 5477) output layer, the model's largest multiply, ran at 57-85 GFLOP/s on a 2-core
-AMD EPYC (Zen 3, AVX2) against 95-120 GFLOP/s for 5,480 columns (M = 320-900 rows, measured).
+8, and the vocabulary size, the column count of the model's largest multiply (the output layer),
+comes from the data.
 
 So the output layer multiplies with zero rows appended to its weight (and zeros to its bias) and
 the extra logits are dropped as a view, without a copy: the values are the same. The parameter

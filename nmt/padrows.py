@@ -1,10 +1,9 @@
 """Row padding for bf16 multiplies on the CPU: keep the matrix shapes to a few.
 
-oneDNN (which runs PyTorch's bf16 matmuls on the CPU, with AMX where the CPU has it) compiles a
-kernel for every new matrix shape: about 8 ms each on the 2-core Xeon, against 1 ms for a
-(1000 x 512) x (512 x 2048) multiply, and its cache of kernels keeps growing. The rows of a
-multiply depend on the data (target tokens in a batch, live hypotheses in a search), so without
-padding a training run compiled several kernels per batch and grew by 10 MB a batch.
+oneDNN (which runs PyTorch's bf16 matmuls on the CPU) compiles a kernel for every new matrix
+shape, several times the cost of the multiply, and its cache of kernels keeps growing. The rows
+of a multiply depend on the data (target tokens in a batch, live hypotheses in a search), so
+without padding a training run compiled several kernels per batch and grew with every batch.
 
 `pad_rows` appends zero rows up to the next multiple of 64 (256 above 512 rows): a few dozen
 shapes in all, at the price of at most 64 (or 256) rows of work. float32 multiplies (MKL) compile

@@ -14,9 +14,8 @@ tensor cores on GPUs); inputs are rounded to bf16 on the way in and results come
 so the recurrent state, attention and scores stay float32. Rows are padded to a few fixed
 counts (padrows.py), at which the kernels' sums did not depend on the row count.
 
-fp32: the CPU's float32 kernels sum a row in an order that depends on how many rows the call has
-(below 16 rows on one thread, up to 256 on two), so the rows go through in blocks of a fixed
-size (Fp32Linear), the last one padded.
+fp32: the CPU's float32 kernels sum a row in an order that depends on how many rows the call
+has, so the rows go through in blocks of a fixed size (Fp32Linear), the last one padded.
 
 Each swaps every Linear layer of every decoder but one: output layer, recurrent and input-feeding
 multiplies, attention query, combine, embedding projection (which a search step uses only where

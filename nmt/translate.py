@@ -208,14 +208,8 @@ def find_checkpoint(path: Path) -> Path:
 
 
 def auto_precision(device: torch.device) -> str:
-    """int8 on the CPU (where PyTorch ships dynamic quantization); bf16 on a GPU that has it;
-    else fp32.
-
-    int8 kept BLEU within 0.3 of fp32 on test_2016_flickr (reference model, beam 5 and greedy;
-    a GRU and a character-level model too; README) and was the fastest on each CPU measured:
-    beam 5 1.2-2.1x and greedy 1.4-1.7x as fast as bf16 where bf16 was native (a Zen 4 EPYC, a
-    Xeon with AVX512-BF16), 1.4-1.8x fp32 on a Zen 3 EPYC without it.
-    """
+    """int8 on the CPU (where PyTorch multiplies int8 matrices), the fastest precision there with
+    the BLEU of fp32 (README); bf16 on a GPU that has it; else fp32."""
     from nmt.device import native_bf16
     from nmt.quantize import int8_available
 
@@ -252,8 +246,8 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
         raise CheckpointError(f"{found}: {err}") from None
     # Training-only (auxiliary) decoders are not even built.
     tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
-    # Built on the meta device and then given the checkpoint's tensors: random
-    # initialisation of weights about to be replaced would cost a tenth of a second.
+    # Built on the meta device and then given the checkpoint's tensors: no time spent on a
+    # random initialisation of weights about to be replaced.
     with torch.device("meta"):
         model = build_model(model_cfg, len(meta.src_vocab),
                             {t: len(meta.tgt_vocabs[t]) for t in tasks})
