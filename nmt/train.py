@@ -185,6 +185,8 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed(),
             "best": self.best,
+            # lets a resume repair best.pt when a kill comes between the save and the copy
+            "best_step": self.best_step,
             "bad_validations": self.bad_validations,
         }
 
@@ -349,8 +351,7 @@ class Trainer:
         if not self.dist.main:
             return
         path = checkpoint.step_path(self.run_dir, self.step)
-        # best_step lets a resume repair best.pt when a kill comes between these two writes.
-        checkpoint.save(path, {**self._payload(ranks), "best_step": self.best_step})
+        checkpoint.save(path, self._payload(ranks))
         if self.best_step == self.step:
             checkpoint.copy(path, self.run_dir / runlog.BEST)
         checkpoint.prune(self.run_dir, self.cfg.keep_last)
