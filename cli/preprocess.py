@@ -13,6 +13,7 @@ from nmt_cli import console
 _FILES = "Corpus files"
 _TOKENS = "Tokenization and vocabulary"
 _FILTERS = "Training-pair filters"
+_UNKNOWN_SHARE = 0.05  # warn above this share of <unk> in training with a given vocabulary
 
 
 def _names(value: str, option: str) -> tuple[str, ...]:
@@ -40,8 +41,11 @@ def _split_map(value: str) -> tuple[tuple[str, str], ...]:
 
 def _summary(manifest: dict[str, Any], out: Path) -> None:
     langs = {"src": manifest["src_lang"], **{task: task for task in manifest["tasks"]}}
+    given = manifest["given_files"]
     tok = manifest["tokenizer"]["src"]
     kind = tok["type"] + (f" {tok['spm_type']} {tok['vocab_size']}" if "spm_type" in tok else "")
+    if tok.get("model") in given:
+        kind += " (given)"
     joint = "joint" if manifest["joint"] else "separate"
     if manifest["joint_vocab"] != manifest["joint"]:
         joint += ", " + ("joint" if manifest["joint_vocab"] else "separate") + " vocabularies"
@@ -50,19 +54,36 @@ def _summary(manifest: dict[str, Any], out: Path) -> None:
         f"[bold]{name}[/bold]: {langs['src']} -> {','.join(manifest['tasks'])}; {kind}, {joint}"
     )
     sizes = ", ".join(
-        f"{langs[side]} {entry['size']:,}" for side, entry in manifest["vocab"].items()
+        f"{langs[side]} {entry['size']:,}" + (" (given)" if entry["file"] in given else "")
+        for side, entry in manifest["vocab"].items()
     )
     console.info(f"  vocabulary: {sizes}")
     for split, entry in manifest["splits"].items():
         tokens = ", ".join(f"{langs[side]} {n:,}" for side, n in entry["tokens"].items())
+        unknown = ", ".join(f"{langs[side]} {n:,}" for side, n in entry["unk"].items() if n)
         console.info(
             f"  {split}: {entry['sentences']:,} of {entry['lines']:,} lines; tokens {tokens}"
+            + (f"; <unk> {unknown}" if unknown else "")
         )
         if "filtered" in entry:
             dropped = ", ".join(f"{reason} {n:,}" for reason, n in entry["filtered"].items())
             console.info(f"    dropped pairs: {dropped}")
         elif entry.get("empty_kept"):
             console.info(f"    {entry['empty_kept']:,} lines with an empty side (kept, aligned)")
+    _warn_unknown(manifest, langs)
+
+
+def _warn_unknown(manifest: dict[str, Any], langs: dict[str, str]) -> None:
+    """A given vocabulary that misses many training tokens is likely not the tokenizer's."""
+    train = manifest["splits"]["train"]
+    for side, entry in manifest["vocab"].items():
+        source = manifest["given_files"].get(entry["file"])
+        share = train["unk"][side] / max(train["tokens"][side], 1)
+        if source and share > _UNKNOWN_SHARE:
+            console.warn(
+                f"{share:.0%} of the {langs[side]} training tokens are not in the given "
+                f"vocabulary {source['path']} (made for another tokenizer?)"
+            )
 
 
 def _verify(bundle: Path) -> None:
@@ -200,6 +221,59 @@ def preprocess(
             rich_help_panel=_TOKENS,
         ),
     ] = 50_000,
+    spm_model: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="An existing sentencepiece model (e.g. another bundle's spm.model) for every "
+            "side, copied into the bundle instead of training one.",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
+    src_spm_model: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="An existing sentencepiece model for the source side only (separate models).",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
+    tgt_spm_model: Annotated[
+        str,
+        typer.Option(
+            metavar="FILES",
+            help="Existing sentencepiece model(s) for the targets: one for every target, or one "
+            "per target, comma-separated in --tgt order. A side given none trains its own.",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
+    vocab: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="An existing vocabulary (a bundle's vocab.txt: token<TAB>count lines) for every "
+            "side, used as it is (--min-freq and --max-vocab do not apply; tokens it lacks are "
+            "<unk>). With the same --spm-model, two bundles then share token ids.",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
+    src_vocab: Annotated[
+        str,
+        typer.Option(
+            metavar="FILE",
+            help="An existing vocabulary for the source side only (separate vocabularies).",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
+    tgt_vocab: Annotated[
+        str,
+        typer.Option(
+            metavar="FILES",
+            help="Existing vocabularies for the targets: one for every target, or one per "
+            "target, comma-separated in --tgt order. A side given none builds its own.",
+            rich_help_panel=_TOKENS,
+        ),
+    ] = "",
     max_tokens: Annotated[
         int,
         typer.Option(
@@ -258,6 +332,12 @@ def preprocess(
             vocab_size=vocab_size,
             min_freq=min_freq,
             max_vocab=max_vocab,
+            spm_model=spm_model,
+            src_spm_model=src_spm_model,
+            tgt_spm_model=_names(tgt_spm_model, "--tgt-spm-model"),
+            vocab=vocab,
+            src_vocab=src_vocab,
+            tgt_vocab=_names(tgt_vocab, "--tgt-vocab"),
             max_tokens=max_tokens,
             max_ratio=max_ratio,
             errors=errors,

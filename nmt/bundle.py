@@ -17,6 +17,14 @@ is empty after normalisation ("empty"), when any side has more than max_tokens t
 max_ratio ("ratio"). Dropping whole pairs keeps every side aligned. Valid and test keep every
 line, empty or long, so that references keep their line numbers.
 
+Given tokenizers: an existing sentencepiece model (--spm-model for every side, or
+--src-spm-model/--tgt-spm-model per side) is copied into the bundle instead of training one, and
+an existing vocabulary file (--vocab, or --src-vocab/--tgt-vocab) is used as it is instead of
+one built from the counts (min_freq and max_vocab do not apply; tokens it lacks become <unk>,
+counted per split and side in the manifest's "unk"). Two bundles built with the same given model
+and vocabulary tokenize alike and share token ids, as fine-tuning and ensembles need.
+manifest["given_files"] records each copied file's source path and sha256.
+
 Memory: files are streamed. Pass 1 trains sentencepiece (subword only). Pass 2 tokenizes,
 filters and writes provisional ids (one per distinct piece) to disk; the vocabulary is then built
 from their counts and the ids are remapped. What stays in memory is the piece table plus
@@ -35,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from nmt.corpus import Format, ParallelSource, open_sources
+from nmt.corpus import Format, ParallelSource, file_entry, open_sources
 from nmt.errors import ConfigError, DataError
 from nmt.manifest import (
     check_files,
@@ -53,10 +61,11 @@ from nmt.tokenizers import (
     Tokenizer,
     TokenizerName,
     WordTokenizer,
+    copy_sentencepiece,
     load_tokenizer,
     train_sentencepiece,
 )
-from nmt.vocab import Vocabulary
+from nmt.vocab import UNK, Vocabulary
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, rows done, rows in total)
 _EVERY = 10_000  # rows between progress reports
@@ -89,6 +98,14 @@ class PreprocessOptions:
     max_ratio: float = 9.0
     errors: Errors = "strict"
     force: bool = False
+    # Existing files used instead of trained/built ones: one for every side, or per side (a
+    # target file list holds one file for every target or one per target, in `tgt` order).
+    spm_model: str = ""
+    src_spm_model: str = ""
+    tgt_spm_model: tuple[str, ...] = ()
+    vocab: str = ""
+    src_vocab: str = ""
+    tgt_vocab: tuple[str, ...] = ()
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -96,11 +113,29 @@ class PreprocessOptions:
 
     @property
     def is_joint(self) -> bool:
-        return self.joint if self.joint is not None else self.tokenizer == "subword"
+        if self.joint is not None:
+            return self.joint
+        if self.spm_model or self.src_spm_model or self.tgt_spm_model:
+            return bool(self.spm_model)
+        return self.tokenizer == "subword"
 
     @property
     def is_joint_vocab(self) -> bool:
-        return self.joint_vocab if self.joint_vocab is not None else self.is_joint
+        if self.joint_vocab is not None:
+            return self.joint_vocab
+        if self.vocab or self.src_vocab or self.tgt_vocab:
+            return bool(self.vocab)
+        return self.is_joint
+
+    @property
+    def given_models(self) -> dict[str, Path]:
+        """Side -> the existing sentencepiece model it uses (sides not listed train one)."""
+        return _per_side(self.spm_model, self.src_spm_model, self.tgt_spm_model, self.tgt)
+
+    @property
+    def given_vocabs(self) -> dict[str, Path]:
+        """Side -> the existing vocabulary file it uses (sides not listed build one)."""
+        return _per_side(self.vocab, self.src_vocab, self.tgt_vocab, self.tgt)
 
     def check(self) -> None:
         lows = {"vocab_size": 1, "min_freq": 1, "max_vocab": 0, "max_tokens": 1, "max_ratio": 1}
@@ -108,6 +143,67 @@ class PreprocessOptions:
             if getattr(self, name) < low:
                 option = name.replace("_", "-")
                 raise ConfigError(f"--{option} must be at least {low}, got {getattr(self, name)}")
+        _check_given(
+            "spm-model",
+            self.spm_model,
+            self.src_spm_model,
+            self.tgt_spm_model,
+            self.tgt,
+            self.is_joint,
+            "--joint/--separate",
+        )
+        _check_given(
+            "vocab",
+            self.vocab,
+            self.src_vocab,
+            self.tgt_vocab,
+            self.tgt,
+            self.is_joint_vocab,
+            "--joint-vocab/--separate-vocab",
+        )
+        if self.given_models and self.tokenizer != "subword":
+            raise ConfigError(
+                f"a given sentencepiece model needs --tokenizer subword, not {self.tokenizer}"
+            )
+
+
+def _per_side(
+    joint: str, src: str, tgt: tuple[str, ...], tasks: tuple[str, ...]
+) -> dict[str, Path]:
+    if joint:
+        return dict.fromkeys(("src", *tasks), Path(joint))
+    given = {"src": Path(src)} if src else {}
+    files = tgt * len(tasks) if len(tgt) == 1 else tgt
+    return given | {task: Path(file) for task, file in zip(tasks, files, strict=False)}
+
+
+def _check_given(
+    option: str,
+    joint: str,
+    src: str,
+    tgt: tuple[str, ...],
+    tasks: tuple[str, ...],
+    is_joint: bool,
+    switch: str,
+) -> None:
+    """The options of one kind of given file (--spm-model or --vocab) agree with each other and
+    with the joint/separate choice."""
+    per_side = f"--src-{option}/--tgt-{option}"
+    if joint and (src or tgt):
+        raise ConfigError(f"give --{option} (every side) or {per_side} (per side), not both")
+    if len(tgt) not in (0, 1, len(tasks)):
+        raise ConfigError(
+            f"--tgt-{option} names {len(tgt)} files for the targets "
+            f"{','.join(tasks)}: give one for every target, or one per target"
+        )
+    if joint and not is_joint:
+        raise ConfigError(
+            f"--{option} is one file for every side; {switch} chose one per side: give {per_side}"
+        )
+    if (src or tgt) and is_joint:
+        raise ConfigError(
+            f"{per_side} give one file per side; {switch} chose one for every side: give --{option}"
+        )
 
 
 def _silent(stage: str, done: int, total: int) -> None:
@@ -134,6 +230,7 @@ class _Builder:
     report: ProgressFn
     tokenizers: dict[str, Tokenizer] = field(default_factory=dict)  # side -> tokenizer
     vocabs: dict[str, Vocabulary] = field(default_factory=dict)  # side -> vocabulary
+    given_files: dict[str, Any] = field(default_factory=dict)  # bundle file -> its source
 
     @property
     def groups(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -166,15 +263,28 @@ class _Builder:
         if not kept:
             raise DataError("no training pair has text on every side", self.sources["train"].label)
 
+    def load_given_vocabs(self) -> None:
+        """Read the given vocabulary files first, so that a bad one fails before any pass."""
+        given = self.opt.given_vocabs
+        for suffix, group in self.vocab_groups:
+            if group[0] in given:
+                vocab = Vocabulary.load(given[group[0]])
+                self.vocabs.update(dict.fromkeys(group, vocab))
+                self.given_files[f"vocab{suffix}.txt"] = file_entry(given[group[0]])
+
     def make_tokenizers(self) -> None:
-        """Pass 1 (subword only): train sentencepiece on the training split."""
-        opt = self.opt
+        """Pass 1 (subword only): train sentencepiece on the training split, or copy the given
+        model."""
+        opt, given = self.opt, self.opt.given_models
         for suffix, group in self.groups:
-            if opt.tokenizer == "subword":
+            name = f"spm{suffix}.model"
+            if group[0] in given:
+                tok: Tokenizer = copy_sentencepiece(given[group[0]], self.tmp / name)
+                self.given_files[name] = file_entry(given[group[0]])
+            elif opt.tokenizer == "subword":
                 columns = [opt.sides.index(side) for side in group]
                 text = self._sentences(columns, f"sentencepiece{suffix}: reading train")
-                path = self.tmp / f"spm{suffix}.model"
-                tok: Tokenizer = train_sentencepiece(text, path, opt.vocab_size, opt.spm_type)
+                tok = train_sentencepiece(text, self.tmp / name, opt.vocab_size, opt.spm_type)
             else:
                 tok = WordTokenizer() if opt.tokenizer == "word" else CharTokenizer()
             self.tokenizers.update({side: tok for side in group})
@@ -203,30 +313,28 @@ class _Builder:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in filtered.items())
             message = f"no training pairs left after filtering {lines} lines ({reasons})"
             raise DataError(message, self.sources["train"].label)
-        files = {}
+        files, unk = {}, {}
         for suffix, group in self.vocab_groups:
-            vocab, lut = self._vocabulary(tables[group[0]], [writers[side] for side in group])
+            pieces = list(tables[group[0]])  # insertion order = provisional id
+            counts = {side: writers[side].counts(len(pieces)) for side in group}
+            if group[0] not in self.vocabs:  # not given: built from the kept pairs' counts
+                counted = dict(zip(pieces, sum(counts.values()).tolist(), strict=True))
+                vocab = Vocabulary.build(counted, opt.min_freq, opt.max_vocab)
+                self.vocabs.update(dict.fromkeys(group, vocab))
+            vocab = self.vocabs[group[0]]
             vocab.save(self.tmp / f"vocab{suffix}.txt")
+            lut = np.array([vocab.index(p) for p in pieces], np.int32)  # provisional -> final
             for side in group:
-                self.vocabs[side] = vocab
+                unk[side] = int(counts[side][lut == UNK].sum())
                 files[side] = writers[side].finish(lut)
-        return self._entry("train", lines, writers, files, filtered=filtered)
-
-    def _vocabulary(
-        self, table: dict[str, int], writers: list[TokenArrayWriter]
-    ) -> tuple[Vocabulary, np.ndarray]:
-        """The vocabulary from the kept pairs' counts, and provisional id -> vocabulary id."""
-        pieces = list(table)  # insertion order = provisional id
-        counts = sum(w.counts(len(pieces)) for w in writers).tolist()
-        counted = dict(zip(pieces, counts, strict=True))
-        vocab = Vocabulary.build(counted, self.opt.min_freq, self.opt.max_vocab)
-        return vocab, np.array([vocab.index(p) for p in pieces], np.int32)
+        return self._entry("train", lines, writers, files, filtered=filtered, unk=unk)
 
     def write_eval(self, split: str) -> dict[str, Any]:
         """Every line kept (aligned with the references): ids and normalised text."""
         sides = self.opt.sides
         writers = {side: TokenArrayWriter(self.tmp / f"{split}.{side}") for side in sides}
         empty = lines = 0
+        unk = dict.fromkeys(sides, 0)
         with contextlib.ExitStack() as stack:
             paths = {side: self.tmp / f"{split}.{side}.txt" for side in sides}
             out = {
@@ -238,10 +346,11 @@ class _Builder:
                 empty += not all(texts)
                 for side, text in zip(sides, texts, strict=True):
                     out[side].write(text + "\n")
-                    pieces = self.tokenizers[side].encode(text)
-                    writers[side].add(self.vocabs[side].encode(pieces))
+                    ids = self.vocabs[side].encode(self.tokenizers[side].encode(text))
+                    unk[side] += ids.count(UNK)
+                    writers[side].add(ids)
         files = {side: {**w.finish(), "text": paths[side].name} for side, w in writers.items()}
-        return self._entry(split, lines, writers, files, empty_kept=empty)
+        return self._entry(split, lines, writers, files, empty_kept=empty, unk=unk)
 
     def _entry(
         self,
@@ -275,6 +384,7 @@ class _Builder:
                 for suffix, group in self.vocab_groups
                 for side in group
             },
+            "given_files": self.given_files,
             "splits": splits,
             "options": json.loads(json.dumps(dataclasses.asdict(opt), default=str)),
         }
@@ -303,6 +413,7 @@ def build(options: PreprocessOptions, progress: ProgressFn | None = None) -> dic
     try:
         with atomic_dir(opt.out, opt.force) as tmp:
             builder = _Builder(opt, sources, totals, tmp, progress or _silent)
+            builder.load_given_vocabs()
             builder.make_tokenizers()
             splits = {"train": builder.write_train()}  # builds the vocabularies
             for split in [split for split in sources if split != "train"]:

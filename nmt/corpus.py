@@ -4,7 +4,10 @@
 - tsv: one file, tab-separated fields, no quoting;
 - jsonl: one JSON object per line, either flat ({"en": ..., "de": ...}) or with a `translation`
   dict ({"translation": {"en": ..., "de": ...}}), as Hugging Face translation datasets store it;
-- hf: a Hugging Face dataset (a saved local directory, or anything `load_dataset` can open).
+- hf: a Hugging Face dataset (a saved local directory, or anything `load_dataset` can open),
+  its rows either a `translation` dict or a column per language (Multi30k's {"en": ..., "de": ...}).
+  A dataset that cannot be fetched because the hub is out of reach (no network, offline mode)
+  is a SystemFailure, which callers can tell from a dataset that is wrong (a DataError).
 
 Column names: one per side, source first; by default the language codes. A TSV whose first line
 contains every column name has a header, and fields are picked by name (other columns are
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from nmt.errors import ConfigError, DataError
+from nmt.errors import ConfigError, DataError, SystemFailure
 from nmt.textio import Errors, count_lines, read_lines
 
 Format = Literal["auto", "text", "tsv", "jsonl", "hf"]
@@ -54,7 +57,8 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_entry(path: Path) -> dict[str, str]:
+def file_entry(path: Path) -> dict[str, str]:
+    """What a manifest records of a file it read: its absolute path and sha256."""
     return {"path": str(path.resolve()), "sha256": sha256(path)}
 
 
@@ -89,7 +93,7 @@ class TextFiles:
             yield row
 
     def describe(self) -> dict[str, Any]:
-        return {"format": "text", "files": [_file_entry(p) for p in self.paths]}
+        return {"format": "text", "files": [file_entry(p) for p in self.paths]}
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -163,7 +167,7 @@ class TsvFile(_RecordFile):
             yield tuple(fields[i] for i in where)
 
     def describe(self) -> dict[str, Any]:
-        return {"format": "tsv", "columns": list(self.names), "files": [_file_entry(self.path)]}
+        return {"format": "tsv", "columns": list(self.names), "files": [file_entry(self.path)]}
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,7 @@ class JsonlFile(_RecordFile):
             yield _pick(record, self.names, self.path, number, self.errors)
 
     def describe(self) -> dict[str, Any]:
-        return {"format": "jsonl", "columns": list(self.names), "files": [_file_entry(self.path)]}
+        return {"format": "jsonl", "columns": list(self.names), "files": [file_entry(self.path)]}
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,11 @@ def open_hf_splits(
         else:
             loaded = datasets.load_dataset(name, config or None)
     except Exception as err:  # datasets raises many types (network, format, missing files)
+        if _unreachable(err):
+            raise SystemFailure(
+                f"{name}: cannot reach the Hugging Face hub (no network?): "
+                f"{type(err).__name__}: {err}"
+            ) from None
         raise DataError(f"cannot load dataset: {type(err).__name__}: {err}", name) from None
     if isinstance(loaded, datasets.Dataset):
         loaded = {"train": loaded}
@@ -277,6 +286,17 @@ def open_hf_splits(
             have = ", ".join(loaded)
             raise DataError(f"no split {theirs!r} for {ours} (splits: {have})", name)
     return out
+
+
+def _unreachable(err: BaseException) -> bool:
+    """Whether loading failed for want of the network: `datasets` raises ConnectionError when
+    the hub is out of reach (also in offline mode), with the cause chained."""
+    chain: BaseException | None = err
+    while chain is not None:
+        if isinstance(chain, (ConnectionError, TimeoutError)):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 _LANG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")

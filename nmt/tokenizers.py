@@ -18,6 +18,9 @@ rule below says otherwise.
   except the character "▁" itself, which is sentencepiece's space marker and decodes as a space.
   A character never seen in training stays a piece of its own; the vocabulary maps it to <unk>,
   which sentencepiece decodes as " ⁇ ".
+  A given model (an existing file, e.g. another bundle's, so that two bundles tokenize alike) is
+  used as it is: its own normalisation rule applies, and round trips are exact only as far as
+  that rule and its training characters allow.
 """
 
 from __future__ import annotations
@@ -103,27 +106,35 @@ class CharTokenizer:
         return {"type": "char"}
 
 
+def _processor(model_path: Path, proto: bytes | None) -> Any:
+    """A sentencepiece processor for the model file `model_path` (or its content `proto`); a
+    file sentencepiece cannot read is a DataError naming it."""
+    import sentencepiece as spm
+
+    source = {"model_file": str(model_path)} if proto is None else {"model_proto": proto}
+    try:
+        processor = spm.SentencePieceProcessor(**source)
+        readable = processor.get_piece_size() > 0  # an empty model loads without complaint
+    except (RuntimeError, OSError):
+        readable = False
+    if not readable:
+        raise DataError("not a readable sentencepiece model", model_path)
+    return processor
+
+
 class SentencePieceTokenizer:
-    """A trained sentencepiece model, used through its piece strings."""
+    """A sentencepiece model, used through its piece strings."""
 
     def __init__(
-        self, model_path: Path, spm_type: SpmType, vocab_size: int, proto: bytes | None = None
+        self, model_path: Path, spm_type: str, vocab_size: int, proto: bytes | None = None
     ):
         """`proto`, when given, is the model file's content already in memory (a checkpoint's
-        copy), and `model_path` only names it."""
-        import sentencepiece as spm
-
+        copy), and `model_path` only names it. `spm_type` is bpe or unigram for the models
+        trained here; a given model can also be of sentencepiece's word or char type."""
         self.model_path = Path(model_path)
         self.spm_type = spm_type
         self.vocab_size = vocab_size
-        source = {"model_file": str(model_path)} if proto is None else {"model_proto": proto}
-        try:
-            self._sp = spm.SentencePieceProcessor(**source)
-            readable = self._sp.get_piece_size() > 0  # an empty model loads without complaint
-        except (RuntimeError, OSError):
-            readable = False
-        if not readable:
-            raise DataError("not a readable sentencepiece model", model_path)
+        self._sp = _processor(model_path, proto)
 
     def encode(self, text: str) -> list[str]:
         return self._sp.encode(text, out_type=str)
@@ -190,11 +201,69 @@ def train_sentencepiece(
         # Every character seen needs a piece (character_coverage=1.0): say which option to raise.
         short = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(err))
         if short:
-            raise ConfigError(f"--vocab-size {vocab_size} is too small for the {short[1]} pieces "
-                              "that the training data's characters need") from None
+            raise ConfigError(
+                f"--vocab-size {vocab_size} is too small for the {short[1]} pieces "
+                "that the training data's characters need"
+            ) from None
         raise ConfigError(f"sentencepiece training failed: {err}") from None
     model_path.with_suffix(".vocab").unlink(missing_ok=True)  # our Vocabulary file replaces it
     return SentencePieceTokenizer(model_path, spm_type, vocab_size)
+
+
+_MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}  # TrainerSpec.ModelType
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if byte < 0x80:
+            return value, at
+
+
+def _proto_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of a serialized protobuf message: varints as ints, length-delimited
+    fields as bytes; fixed-width fields are skipped."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+            yield number, value
+        elif wire == 2:
+            size, at = _varint(data, at)
+            yield number, data[at : at + size]
+            at += size
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+
+
+def sentencepiece_type(proto: bytes) -> str:
+    """The type of a sentencepiece model (ModelProto.trainer_spec.model_type), read from the
+    file's bytes: sentencepiece's Python API does not expose it without the protobuf package."""
+    for number, spec in _proto_fields(proto):
+        if number == 2 and isinstance(spec, bytes):
+            for field, value in _proto_fields(spec):
+                if field == 3 and isinstance(value, int):
+                    return _MODEL_TYPES.get(value, "unigram")
+    return "unigram"  # the field's default
+
+
+def copy_sentencepiece(source: Path, model_path: Path) -> SentencePieceTokenizer:
+    """An existing sentencepiece model file `source`, copied to `model_path`, instead of a trained
+    one; its type and size are the model's own. A missing or unreadable `source` is a DataError
+    naming it."""
+    if not source.is_file():
+        raise DataError("no such file", source)
+    proto = source.read_bytes()
+    pieces = _processor(source, proto).get_piece_size()
+    model_path.write_bytes(proto)
+    return SentencePieceTokenizer(model_path, sentencepiece_type(proto), pieces, proto)
 
 
 def load_tokenizer(

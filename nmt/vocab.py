@@ -85,11 +85,21 @@ class Vocabulary:
         """The vocabulary file `path`; `data`, when given, is its content already in memory (a
         checkpoint's copy), and `path` only names it in messages."""
         lines = read_lines(path) if data is None else decode_lines(io.BytesIO(data), path)
-        tokens, counts = [], []
+        tokens, counts, first = [], [], {}  # first: token -> its line
         for number, line in enumerate(lines, start=1):
             token, tab, count = line.rpartition("\t")
             if not tab or not token or not count.isdigit():
                 raise DataError("expected 'token<TAB>count'", path, number)
+            if number <= len(SPECIALS) and token != SPECIALS[number - 1]:
+                message = f"expected {SPECIALS[number - 1]!r}: a vocabulary starts with "
+                raise DataError(message + ", ".join(SPECIALS), path, number)
+            if token in first:
+                raise DataError(f"{token!r} again (first on line {first[token]})", path, number)
+            first[token] = number
             tokens.append(token)
             counts.append(int(count))
+        if len(tokens) < len(SPECIALS):
+            raise DataError(
+                f"{len(tokens)} lines: a vocabulary starts with {', '.join(SPECIALS)}", path
+            )
         return cls(tokens, counts)
