@@ -304,11 +304,21 @@ def test_joint_sentencepiece_with_separate_vocabularies(tiny, tmp_path):
     from nmt.bundle import PreprocessOptions, build, open_bundle
 
     out = tmp_path / "b"
-    build(PreprocessOptions(src="en", tgt=("de",), out=out, train=tiny["train"],
-                            valid=tiny["valid"], vocab_size=60, joint_vocab=False))
+    build(
+        PreprocessOptions(
+            src="en",
+            tgt=("de",),
+            out=out,
+            train=tiny["train"],
+            valid=tiny["valid"],
+            vocab_size=60,
+            joint_vocab=False,
+        )
+    )
     bundle = open_bundle(out)
     assert bundle.src_tokenizer is bundle.tgt_tokenizers["de"]  # one sentencepiece model
     assert bundle.src_vocab != bundle.tgt_vocabs["de"]
+
     def pieces(vocab):
         return "".join(vocab.token(i) for i in range(4, len(vocab)))
 
@@ -316,5 +326,169 @@ def test_joint_sentencepiece_with_separate_vocabularies(tiny, tmp_path):
     assert "y" in pieces(bundle.src_vocab) and "y" not in pieces(bundle.tgt_vocabs["de"])
     assert "ä" in pieces(bundle.tgt_vocabs["de"]) and "ä" not in pieces(bundle.src_vocab)
     ids = bundle.target("valid", "de")[0]
-    assert (bundle.tgt_tokenizers["de"].decode(bundle.tgt_vocabs["de"].decode(ids))
-            == "Ein Mann reitet ein Pferd.")
+    assert (
+        bundle.tgt_tokenizers["de"].decode(bundle.tgt_vocabs["de"].decode(ids))
+        == "Ein Mann reitet ein Pferd."
+    )
+
+
+# A second en/de corpus with words the first (TINY) never uses.
+OTHER = {
+    "en": ["A cat sleeps on the sofa.", "Three birds sing.", "The boy eats an apple!"],
+    "de": ["Eine Katze schläft auf dem Sofa.", "Drei Vögel singen.", "Der Junge isst einen Apfel!"],
+}
+
+
+def test_given_sentencepiece_model_and_vocabulary_share_ids(tmp_path: Path, tiny, write_corpus):
+    from nmt.manifest import verify_files
+
+    first = build(_options(tmp_path, train=tiny["train"], out=tmp_path / "a"))
+    other = write_corpus("other", {lang: lines * 3 for lang, lines in OTHER.items()})
+    given = {
+        "spm_model": str(tmp_path / "a" / "spm.model"),
+        "vocab": str(tmp_path / "a" / "vocab.txt"),
+    }
+    second = build(
+        _options(tmp_path, train=other, valid=tiny["valid"], out=tmp_path / "b", **given)
+    )
+    a, b = open_bundle(tmp_path / "a"), open_bundle(tmp_path / "b")
+    assert b.src_vocab == a.src_vocab == b.tgt_vocabs["de"]
+    for name in ("spm.model", "vocab.txt"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+        source = second["given_files"][name]
+        assert source["sha256"] == first["checksums"][name]["sha256"]
+        assert source["path"] == str((tmp_path / "a" / name).resolve())
+    assert second["tokenizer"] == first["tokenizer"] and verify_files(tmp_path / "b") == []
+    for text in [*OTHER["en"], *OTHER["de"], "Ein Mann reitet."]:
+        pieces = a.src_tokenizer.encode(text)
+        assert b.src_tokenizer.encode(text) == b.tgt_tokenizers["de"].encode(text) == pieces
+        assert b.src_vocab.encode(pieces) == a.src_vocab.encode(pieces)
+    # Pieces of the new corpus that the first one never saw are <unk>, and counted.
+    train = b.target("train", "de")
+    unknown = sum(int((train[i] == UNK).sum()) for i in range(len(train)))
+    assert second["splits"]["train"]["unk"]["de"] == unknown > 0
+    # Without --vocab the vocabulary is built from the new corpus: other ids.
+    build(_options(tmp_path, train=other, out=tmp_path / "c", spm_model=given["spm_model"]))
+    assert open_bundle(tmp_path / "c").src_vocab != a.src_vocab
+
+
+def test_given_models_and_vocabularies_per_side(tmp_path: Path, tiny, write_corpus) -> None:
+    build(
+        _options(
+            tmp_path,
+            tgt=("de", "fr"),
+            train=tiny["train"],
+            joint=False,
+            spm_type="unigram",
+            out=tmp_path / "a",
+        )
+    )
+    a = open_bundle(tmp_path / "a")
+    other = write_corpus("other", {"en": OTHER["en"], "de": OTHER["de"], "fr": OTHER["en"]})
+    files = {name: str(tmp_path / "a" / name) for name in a.meta_files()}
+    manifest = build(
+        _options(
+            tmp_path,
+            tgt=("de", "fr"),
+            train=other,
+            out=tmp_path / "b",
+            src_spm_model=files["spm.src.model"],
+            tgt_spm_model=(files["spm.de.model"], files["spm.fr.model"]),
+            src_vocab=files["vocab.src.txt"],
+            tgt_vocab=(files["vocab.de.txt"], files["vocab.fr.txt"]),
+        )
+    )
+    b = open_bundle(tmp_path / "b")
+    assert (manifest["joint"], manifest["joint_vocab"]) == (False, False)
+    assert manifest["tokenizer"]["de"]["spm_type"] == "unigram"
+    assert b.src_vocab == a.src_vocab and b.tgt_vocabs == a.tgt_vocabs
+    assert b.tgt_tokenizers["fr"].encode("Un chat.") == a.tgt_tokenizers["fr"].encode("Un chat.")
+    # One target file for every target; a side given nothing trains and builds its own.
+    manifest = build(
+        _options(
+            tmp_path,
+            tgt=("de", "fr"),
+            train=tiny["train"],
+            out=tmp_path / "c",
+            tgt_spm_model=(files["spm.de.model"],),
+            vocab_size=60,
+        )
+    )
+    c = open_bundle(tmp_path / "c")
+    assert set(manifest["given_files"]) == {"spm.de.model", "spm.fr.model"}
+    for name in ("spm.de.model", "spm.fr.model"):
+        assert (tmp_path / "c" / name).read_bytes() == (
+            tmp_path / "a" / "spm.de.model"
+        ).read_bytes()
+    assert (tmp_path / "c" / "spm.src.model").read_bytes() != (
+        tmp_path / "a" / "spm.src.model"
+    ).read_bytes()
+    assert c.src_vocab != a.src_vocab
+
+
+def test_word_bundle_with_a_given_vocabulary(tmp_path: Path, write_corpus) -> None:
+    from nmt.vocab import Vocabulary
+
+    vocab = Vocabulary.build({"cat": 3, "sleeps": 2, "Katze": 2, "￭.": 2, "never": 1, "seen": 1})
+    vocab.save(tmp_path / "given.txt")
+    train = write_corpus("train", {"en": ["cat sleeps.", "dog runs."], "de": ["Katze.", "Hund."]})
+    manifest = build(
+        _options(
+            tmp_path, train=train, valid=train, tokenizer="word", vocab=str(tmp_path / "given.txt")
+        )
+    )
+    bundle = open_bundle(tmp_path / "bundle")
+    # One vocabulary for both sides, the given one, tokens unused by this corpus included.
+    assert manifest["joint"] is False and manifest["joint_vocab"] is True
+    assert bundle.src_vocab is bundle.tgt_vocabs["de"] and bundle.src_vocab == vocab
+    assert (tmp_path / "bundle" / "vocab.txt").read_bytes() == (tmp_path / "given.txt").read_bytes()
+    assert bundle.src_vocab.counts == vocab.counts  # as given, not recounted
+    assert bundle.source("train")[0].tolist() == vocab.encode(["cat", "sleeps", "￭."])
+    assert bundle.source("train")[1].tolist() == [UNK, UNK, vocab.index("￭.")]
+    for split in ("train", "valid"):
+        assert manifest["splits"][split]["unk"] == {"src": 2, "de": 1}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"vocab": "missing.txt"}, r"missing\.txt: no such file"),
+        ({"src_vocab": "{spm}"}, r"spm\.model:1: expected 'token<TAB>count'"),
+        ({"spm_model": "missing.model"}, r"missing\.model: no such file"),
+        ({"spm_model": "{vocab}"}, r"vocab\.txt: not a readable sentencepiece model"),
+        ({"tgt_spm_model": ("{a}",)}, r"\ba: not a readable sentencepiece model"),
+    ],
+)
+def test_given_files_that_are_wrong_are_named(tmp_path: Path, tiny, given, message) -> None:
+    build(_options(tmp_path, train=tiny["train"], out=tmp_path / "a"))
+    (tmp_path / "a" / "a").write_bytes(b"")
+    names = {
+        "spm": tmp_path / "a" / "spm.model",
+        "vocab": tmp_path / "a" / "vocab.txt",
+        "a": tmp_path / "a" / "a",
+    }
+
+    def path(value: str) -> str:
+        return value.format(**names) if "{" in value else str(tmp_path / value)
+
+    given = {k: tuple(map(path, v)) if isinstance(v, tuple) else path(v) for k, v in given.items()}
+    with pytest.raises(DataError, match=message):
+        build(_options(tmp_path, train=tiny["train"], **given))
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"spm_model": "m", "src_spm_model": "m"}, "--spm-model .* not both"),
+        ({"vocab": "v", "tgt_vocab": ("v",)}, "--vocab .* not both"),
+        ({"spm_model": "m", "joint": False}, "--spm-model is one file for every side"),
+        ({"src_spm_model": "m", "joint": True}, "give --spm-model"),
+        ({"vocab": "v", "joint_vocab": False}, "give --src-vocab/--tgt-vocab"),
+        ({"tgt_vocab": ("v", "v")}, "--tgt-vocab names 2 files for the targets de"),
+        ({"spm_model": "m", "tokenizer": "word"}, "needs --tokenizer subword"),
+    ],
+)
+def test_given_options_that_disagree(tmp_path: Path, tiny, given, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(_options(tmp_path, train=tiny["train"], **given))

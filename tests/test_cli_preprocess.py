@@ -246,3 +246,101 @@ def test_hf_local_dataset(runner: CliRunner, tmp_path: Path) -> None:
     assert bundle.text_path("valid", "fr").read_text(encoding="utf-8") == "phrase 0\nphrase 1\n"
     result = _run(runner, *hf, "train=train,test=test", "--out", str(tmp_path / "c"))
     _fails(result, 2, "no split 'test'")
+
+
+def test_given_sentencepiece_model_and_vocabulary(runner: CliRunner, tmp_path: Path, tiny) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _en_de(runner, tiny["train"], a, "--vocab-size", "60").exit_code == 0
+    given = ["--spm-model", str(a / "spm.model"), "--vocab", str(a / "vocab.txt")]
+    result = _en_de(runner, tiny["valid"], b, *given)
+    assert result.exit_code == 0, result.stderr
+    size = len(open_bundle(a).src_vocab)
+    assert "subword bpe 60 (given), joint" in " ".join(result.stderr.split())  # rich may wrap
+    assert f"vocabulary: en {size} (given), de {size} (given)" in result.stderr
+    assert "warning" not in result.stderr
+    assert (b / "vocab.txt").read_bytes() == (a / "vocab.txt").read_bytes()
+    assert open_bundle(b).tgt_vocabs["de"] == open_bundle(a).tgt_vocabs["de"]
+
+
+def test_given_per_side_files_through_the_cli(runner: CliRunner, tmp_path: Path, tiny) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    result = _en_de(runner, tiny["train"], a, "--tokenizer", "word", tgt="de,fr")
+    assert result.exit_code == 0, result.stderr
+    given = [
+        "--src-vocab",
+        str(a / "vocab.src.txt"),
+        "--tgt-vocab",
+        f"{a}/vocab.de.txt,{a}/vocab.fr.txt",
+    ]
+    result = _en_de(runner, tiny["valid"], b, "--tokenizer", "word", *given, tgt="de,fr")
+    assert result.exit_code == 0, result.stderr
+    assert open_bundle(b).tgt_vocabs == open_bundle(a).tgt_vocabs
+
+
+def test_given_vocabulary_of_another_tokenizer_warns(runner: CliRunner, tmp_path: Path, tiny):
+    a = tmp_path / "a"
+    assert _en_de(runner, tiny["train"], a, "--vocab-size", "60").exit_code == 0
+    given = ["--tokenizer", "word", "--vocab", str(a / "vocab.txt")]
+    result = _en_de(runner, tiny["train"], tmp_path / "b", *given, quiet=True)
+    assert result.exit_code == 0, result.stderr
+    assert "warning:" in result.stderr and "training tokens are not in the given" in result.stderr
+    assert " vocabulary " in result.stderr and "vocab.txt" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--vocab", "{spm}"], 2, "spm.model:1: expected 'token<TAB>count'"),
+        (["--spm-model", "{tmp}/none.model"], 2, "none.model: no such file"),
+        (["--src-vocab", "{vocab}", "--vocab", "{vocab}"], 3, "not both"),
+        (["--tgt-spm-model", "{spm},"], 3, "--tgt-spm-model: empty name"),
+        (["--tokenizer", "char", "--spm-model", "{spm}"], 3, "needs --tokenizer subword"),
+    ],
+)
+def test_given_files_errors(
+    runner: CliRunner, tmp_path: Path, tiny, args: list[str], code: int, message: str
+) -> None:
+    a = tmp_path / "a"
+    assert _en_de(runner, tiny["train"], a, "--vocab-size", "60").exit_code == 0
+    names = {"spm": a / "spm.model", "vocab": a / "vocab.txt", "tmp": tmp_path}
+    args = [arg.format(**names) for arg in args]
+    _fails(_en_de(runner, tiny["train"], tmp_path / "b", *args), code, message)
+    assert not (tmp_path / "b").exists()
+
+
+def _multi30k_layout(path: Path) -> None:
+    """A small dataset laid out as bentrevett/multi30k: en/de columns, three splits."""
+    datasets = pytest.importorskip("datasets")
+    rows = {
+        "en": [f"a dog number {i}" for i in range(8)],
+        "de": [f"ein Hund Nummer {i}" for i in range(8)],
+    }
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(rows),
+        validation=datasets.Dataset.from_dict({k: v[:3] for k, v in rows.items()}),
+        test=datasets.Dataset.from_dict({k: v[3:5] for k, v in rows.items()}),
+    ).save_to_disk(str(path))
+
+
+def test_hf_dataset_with_a_column_per_language(runner: CliRunner, tmp_path: Path) -> None:
+    _multi30k_layout(tmp_path / "ds")
+    hf = ["--src", "en", "--tgt", "de", "--hf-dataset", str(tmp_path / "ds")]
+    result = _run(runner, *hf, "--tokenizer", "word", "--out", str(tmp_path / "b"), quiet=True)
+    assert result.exit_code == 0, result.stderr
+    bundle = open_bundle(tmp_path / "b")
+    assert bundle.splits == ("train", "valid", "test") and len(bundle.source("train")) == 8
+    text = bundle.text_path("test", "de").read_text(encoding="utf-8")
+    assert text == "ein Hund Nummer 3\nein Hund Nummer 4\n"
+
+
+def test_hf_hub_out_of_reach(runner: CliRunner, tmp_path: Path, monkeypatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    hf = ["--src", "en", "--tgt", "de", "--hf-dataset", "nmt-tests/absent"]
+    result = _run(runner, *hf, "--out", str(tmp_path / "b"))
+    _fails(result, 5, "nmt-tests/absent: cannot reach the Hugging Face hub (no network?)")
+    assert result.stderr.count("\n") == 1  # one line

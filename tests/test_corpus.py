@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from nmt.corpus import JsonlFile, TextFiles, TsvFile, open_hf_splits, open_source, open_sources
-from nmt.errors import ConfigError, DataError
+from nmt.errors import ConfigError, DataError, SystemFailure
 
 
 def test_text_files_read_plain_and_gz_in_lockstep(tmp_path: Path) -> None:
@@ -157,3 +157,38 @@ def test_hf_load_dataset_on_a_local_folder(tmp_path: Path, monkeypatch: pytest.M
     splits = open_hf_splits(str(folder), "", {"train": "train"}, ["en", "de"], ["train"])
     assert list(splits["train"].rows()) == [("hi", "hallo")]
     assert not (Path.home() / ".cache" / "huggingface" / "datasets" / "corpus").exists()
+
+
+def test_hf_column_per_language_with_the_default_splits(tmp_path: Path) -> None:
+    """The layout of Multi30k on the hub (bentrevett/multi30k): en/de columns, three splits."""
+    datasets = pytest.importorskip("datasets")
+    rows = {"en": ["a cat", "a dog", "two birds"], "de": ["eine Katze", "ein Hund", "zwei Vögel"]}
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(rows),
+        validation=datasets.Dataset.from_dict({k: v[:2] for k, v in rows.items()}),
+        test=datasets.Dataset.from_dict({k: v[2:] for k, v in rows.items()}),
+    ).save_to_disk(str(tmp_path / "ds"))
+    sources = open_sources(["en", "de"], {}, "auto", [], "strict", hf_dataset=str(tmp_path / "ds"))
+    assert {split: source.check() for split, source in sources.items()} == {
+        "train": 3,
+        "valid": 2,
+        "test": 1,
+    }
+    assert list(sources["test"].rows()) == [("two birds", "zwei Vögel")]
+    assert sources["valid"].describe()["split"] == "validation"
+
+
+def test_hf_hub_out_of_reach_is_a_system_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline mode makes `datasets` fail as it does without a network, whatever the machine."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemFailure, match="nmt-tests/absent: cannot reach the Hugging Face hub"):
+        open_hf_splits("nmt-tests/absent", "", {"train": "train"}, ["en", "de"], ["train"])
+    with pytest.raises(DataError, match="cannot load dataset"):  # a local folder: not the network
+        open_hf_splits(str(tmp_path / "absent"), "", {"train": "train"}, ["en"], ["train"])

@@ -146,3 +146,28 @@ def test_sentencepiece_from_memory(spm: SentencePieceTokenizer, tmp_path: Path) 
     for junk in (b"", b"not a model"):
         with pytest.raises(DataError, match="elsewhere/spm.model: not a readable"):
             load_tokenizer(entry, tmp_path / "elsewhere", {"spm.model": junk})
+
+
+def test_copy_sentencepiece_keeps_the_model_and_reads_its_type(
+    spm: SentencePieceTokenizer, tmp_path: Path
+) -> None:
+    import sentencepiece
+
+    from nmt.tokenizers import copy_sentencepiece
+
+    copy = copy_sentencepiece(spm.model_path, tmp_path / "spm.src.model")
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm.model_path)).piece_size()
+    assert copy.model_path.read_bytes() == spm.model_path.read_bytes()
+    assert copy.manifest_entry() == {
+        "type": "subword",
+        "model": "spm.src.model",
+        "spm_type": spm.spm_type,  # read from the file: bpe or unigram
+        "vocab_size": pieces,  # the model's own size (120 was a soft limit)
+    }
+    assert copy.encode("Zwei Hunde spielen.") == spm.encode("Zwei Hunde spielen.")
+    with pytest.raises(DataError, match=r"nothing\.model: no such file"):
+        copy_sentencepiece(tmp_path / "nothing.model", tmp_path / "x.model")
+    (tmp_path / "junk.model").write_bytes(b"\x08\x96\x01 not a model")
+    with pytest.raises(DataError, match=r"junk\.model: not a readable sentencepiece model"):
+        copy_sentencepiece(tmp_path / "junk.model", tmp_path / "x.model")
+    assert not (tmp_path / "x.model").exists()

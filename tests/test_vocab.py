@@ -67,3 +67,22 @@ def test_load_from_memory_names_the_file_in_errors(tmp_path: Path) -> None:
     assert Vocabulary.load("ckpt:meta/vocab.txt", data) == vocab
     with pytest.raises(DataError, match="ckpt:meta/vocab.txt:7: expected"):
         Vocabulary.load("ckpt:meta/vocab.txt", data + b"no tab here\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("<pad>\t0\n<s>\t0\n", r"v\.txt:2: expected '<unk>'"),
+        ("<pad>\t0\n<unk>\t0\n", r"v\.txt: 2 lines: a vocabulary starts with"),
+        (
+            "<pad>\t0\n<unk>\t0\n<s>\t0\n</s>\t0\na\t2\nb\t1\na\t1\n",
+            r"v\.txt:7: 'a' again \(first on line 5\)",
+        ),
+    ],
+)
+def test_load_names_file_and_line_of_missing_specials_and_repeats(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    (tmp_path / "v.txt").write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        Vocabulary.load(tmp_path / "v.txt")
