@@ -28,7 +28,7 @@ format: $(STAMP)
 	$(BIN)/ruff format nmt cli tests recipes
 
 demo: $(STAMP)
-	$(MAKE) -f recipes/demo.mk NMT=$(abspath $(BIN))/nmt
+	$(MAKE) -f recipes/demo.mk NMT=$(abspath $(BIN))/nmt PYTHON=$(abspath $(BIN))/python
 
 bench: $(STAMP)
 	$(BIN)/python recipes/bench/bench.py $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
