@@ -475,20 +475,3 @@ def test_given_files_that_are_wrong_are_named(tmp_path: Path, tiny, given, messa
     with pytest.raises(DataError, match=message):
         build(_options(tmp_path, train=tiny["train"], **given))
     assert not (tmp_path / "bundle").exists()
-
-
-@pytest.mark.parametrize(
-    ("given", "message"),
-    [
-        ({"spm_model": "m", "src_spm_model": "m"}, "--spm-model .* not both"),
-        ({"vocab": "v", "tgt_vocab": ("v",)}, "--vocab .* not both"),
-        ({"spm_model": "m", "joint": False}, "--spm-model is one file for every side"),
-        ({"src_spm_model": "m", "joint": True}, "give --spm-model"),
-        ({"vocab": "v", "joint_vocab": False}, "give --src-vocab/--tgt-vocab"),
-        ({"tgt_vocab": ("v", "v")}, "--tgt-vocab names 2 files for the targets de"),
-        ({"spm_model": "m", "tokenizer": "word"}, "needs --tokenizer subword"),
-    ],
-)
-def test_given_options_that_disagree(tmp_path: Path, tiny, given, message) -> None:
-    with pytest.raises(ConfigError, match=message):
-        build(_options(tmp_path, train=tiny["train"], **given))

@@ -64,6 +64,10 @@ def test_defaults_match_the_library(tmp_path: Path) -> None:
         "errors",
         "force",
         "format",
+        "spm_model",
+        "src_spm_model",
+        "vocab",
+        "src_vocab",
     ):
         assert cli[name] == lib[name], name
 

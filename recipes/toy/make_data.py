@@ -1,6 +1,7 @@
 """Write the toy reversal task: random symbol sequences (length 5-12) and their reversals.
 
-The demo's fallback when the Multi30k corpus is absent; also a quick check that a model learns.
+The demo's fallback when Multi30k can be had neither locally nor from the hub; also a quick
+check that a model learns.
 Usage: python recipes/toy/make_data.py OUT_DIR [--train 20000] [--seed 1]
 Writes OUT_DIR/{train,valid,test}.{sym,rev}.
 """
