@@ -21,7 +21,7 @@ def plot(
     ] = "step",
 ) -> None:
     """
-    Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt[plot]').
+    Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt\\[plot]').
     """
     from nmt.errors import DataError
     from nmt.plot import learning_curves
