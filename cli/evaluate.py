@@ -18,12 +18,14 @@ from nmt_cli.options import Device, Threads, with_decoding_options
 def evaluate(
     ref: Annotated[
         list[str],
-        typer.Option(help="Reference file; repeat for several references of the same lines. "
+        typer.Option(metavar="FILE",
+                     help="Reference file; repeat for several references of the same lines. "
                      "With a multi-task --model, TASK=FILE (repeat)."),
     ],
     hyp: Annotated[
         list[Path] | None,
-        typer.Option(help="Hypothesis file (detokenized, one line per reference). Repeat to "
+        typer.Option(metavar="FILE",
+                     help="Hypothesis file (detokenized, one line per reference). Repeat to "
                      "compare systems: the first is the baseline of the paired tests."),
     ] = None,
     model: Annotated[
