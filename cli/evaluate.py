@@ -48,8 +48,8 @@ def evaluate(
                      "sacrebleu\\[ja] or sacrebleu\\[ko]; flores101/200 download a model)."),
     ] = "13a",
     sentences: Annotated[
-        bool, typer.Option(help="Print one JSON line per sentence (and --hyp) with its scores, "
-                           "instead of the corpus scores.")
+        bool, typer.Option(help="Print one JSON line per sentence (and --hyp) with its scores "
+                           "(BLEU with effective order), instead of the corpus scores.")
     ] = False,
     resamples: Annotated[
         int, typer.Option(min=1, help="Paired bootstrap resamples (with several --hyp).")

@@ -161,10 +161,10 @@ def compare(
         raise ConfigError(f"seed must be at least 1, got {seed}")
     for _, hyps in systems:
         _check_lengths(hyps, refs)
+    built = dict(zip(metrics.names, metrics.build(), strict=True))
     results = {}
     with _sacrebleu_seed(seed):
         for kind, samples in (("bs", resamples), ("ar", trials)):
-            built = dict(zip(metrics.names, metrics.build(), strict=True))
             results[kind] = PairedTest(systems, built, refs, test_type=kind, n_samples=samples)()
     signatures_bs, scores_bs = results["bs"]
     signatures_ar, scores_ar = results["ar"]

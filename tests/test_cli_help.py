@@ -21,8 +21,14 @@ COMMANDS = typer.main.get_command(app).commands
 # The options the issue names, by command: each must be a checked choice.
 CHOICES = {
     "preprocess": {"--tokenizer", "--errors", "--format", "--spm-type"},
-    "train": {"--optimizer", "--schedule", "--valid-metric", "--task-schedule", "--cell",
-              "--precision"},
+    "train": {
+        "--optimizer",
+        "--schedule",
+        "--valid-metric",
+        "--task-schedule",
+        "--cell",
+        "--precision",
+    },
     "translate": {"--precision", "--errors"},
     "evaluate": {"--precision", "--tokenize"},
     "plot": {"--x"},
