@@ -225,3 +225,27 @@ def test_cli_bad_tokenize_and_seed_are_refused(runner, tmp_path):
     assert bad.exit_code == 2 and "'13a', 'intl'" in " ".join(bad.stderr.replace("│", " ").split())
     zero = runner.invoke(app, ["evaluate", "--hyp", hyp, "--hyp", hyp, "--ref", ref, "--seed", "0"])
     assert zero.exit_code == 2 and "--seed" in zero.stderr
+
+
+def test_cli_model_path_takes_lowercase_and_tokenize(runner, tmp_path, reversal_run):
+    src = _write(tmp_path / "src", ["a b c d e", "q r s", "f g h i"])
+    refs = ["e d c b a", "s r q", "i h g f"]
+    upper = _write(tmp_path / "upper", [line.upper() for line in refs])
+    lower = _write(tmp_path / "lower", refs)
+    common = ["evaluate", "-m", str(reversal_run), "--src", src, "--beam", "1", "--json"]
+    scores = {}
+    for name, ref, options in [
+        ("lower", lower, []),
+        ("upper", upper, []),
+        ("upper-lc", upper, ["--lowercase", "--tokenize", "none"]),
+    ]:
+        result = runner.invoke(app, [*common, "--ref", ref, *options])
+        assert result.exit_code == 0, result.output
+        scores[name] = json.loads(result.stdout)["BLEU"]
+    assert scores["upper-lc"]["score"] == scores["lower"]["score"] > scores["upper"]["score"]
+    assert (
+        "case:lc" in scores["upper-lc"]["signature"]
+        and "tok:none" in scores["upper-lc"]["signature"]
+    )
+    refused = runner.invoke(app, [*common, "--ref", lower, "--sentences"])
+    assert refused.exit_code == 3 and "--sentences" in refused.stderr
