@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -29,14 +29,11 @@ def config_parameters() -> list[inspect.Parameter]:
     for cls in CONFIG_CLASSES:
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            hint = hints[field.name]
-            help_text = field.metadata["help"]
-            if typing.get_origin(hint) is Literal:
-                help_text += f" [{'|'.join(typing.get_args(hint))}]"
-                hint = str
+            hint = hints[field.name]  # a Literal field: Typer lists its values and checks them
             name = option_name(field.name)
             decls = [f"--{name}/--no-{name}"] if hint is bool else [f"--{name}"]
-            option = typer.Option(*decls, help=help_text, rich_help_panel=_PANELS[cls.__name__],
+            option = typer.Option(*decls, help=field.metadata["help"],
+                                  rich_help_panel=_PANELS[cls.__name__],
                                   show_default=str(field.default) if field.default != "" else False)
             params.append(inspect.Parameter(
                 field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
@@ -47,16 +44,15 @@ def config_parameters() -> list[inspect.Parameter]:
 
 def decoding_parameters() -> list[inspect.Parameter]:
     """One keyword-only option per field of DecodeOptions, with its default (a Literal field is
-    a string that DecodeOptions checks)."""
+    a choice that Typer checks)."""
     hints = typing.get_type_hints(DecodeOptions)
     params = []
     for field in dataclasses.fields(DecodeOptions):
         hint = hints[field.name]
         option = typer.Option(f"--{option_name(field.name)}", help=field.metadata["help"],
                               min=field.metadata.get("min"), rich_help_panel="Decoding")
-        annotation = Annotated[str if typing.get_origin(hint) is Literal else hint, option]
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY,
-                                        default=field.default, annotation=annotation))
+                                        default=field.default, annotation=Annotated[hint, option]))
     return params
 
 

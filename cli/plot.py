@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -17,11 +17,12 @@ def plot(
         Path, typer.Option("--out", "-o", help="PNG file to write.")
     ] = Path("curves.png"),
     x: Annotated[
-        str, typer.Option("--x", help="Horizontal axis: step, or time (wall minutes).")
+        Literal["step", "time"],
+        typer.Option("--x", help="Horizontal axis: step, or time (wall minutes)."),
     ] = "step",
 ) -> None:
     """
-    Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt[plot]').
+    Draw the training loss and validation BLEU curves (needs matplotlib: pip install 'nmt\\[plot]').
     """
     from nmt.errors import DataError
     from nmt.plot import learning_curves

@@ -155,7 +155,7 @@ def preprocess(
     hf_split: Annotated[
         str,
         typer.Option(
-            help="Our splits -> dataset splits [default: train=train,valid=validation,test=test, "
+            help="Our splits -> dataset splits \\[default: train=train,valid=validation,test=test, "
             "valid and test where present].",
             rich_help_panel=_FILES,
         ),
@@ -184,7 +184,7 @@ def preprocess(
         typer.Option(
             "--joint/--separate",
             help="One tokenizer model and vocabulary for all sides, or one per side "
-            "[default: joint for subword, separate for word and char].",
+            "\\[default: joint for subword, separate for word and char].",
             show_default=False,
             rich_help_panel=_TOKENS,
         ),
@@ -195,7 +195,7 @@ def preprocess(
             "--joint-vocab/--separate-vocab",
             help="One vocabulary for all sides, or one per side (with a joint sentencepiece "
             "model each side keeps only the pieces it uses: a smaller output layer) "
-            "[default: as --joint/--separate].",
+            "\\[default: as --joint/--separate].",
             show_default=False,
             rich_help_panel=_TOKENS,
         ),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from nmt.textio import Errors
 from nmt_cli import console
 from nmt_cli.options import Device, RunPath, Threads, with_decoding_options
 
@@ -34,7 +35,7 @@ def translate(
                            "(n-best: its last complete group); give the same options again.")
     ] = False,
     errors: Annotated[
-        str, typer.Option(help="Invalid UTF-8: strict (error) or replace.")
+        Errors, typer.Option(help="Invalid UTF-8: strict (error) or replace.")
     ] = "strict",
     attention_plot: Annotated[
         Path | None, typer.Option(help="Write attention heatmaps (PNG) here.")
@@ -66,8 +67,6 @@ def translate(
 
     with console.cli_errors():
         opts = DecodeOptions(**decoding)
-        if errors not in ("strict", "replace"):
-            raise ConfigError(f"--errors must be strict or replace, got {errors!r}")
         if resume and (output is None or input is None):
             raise ConfigError("--resume needs --input and --output files")
         set_threads(threads)

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import NMT, PEERS_SH, ROOT, preprocess_multi30k
 
-from nmt.evaluate import score_lines
+from nmt.evaluate import Metrics, score_lines
 
 POLL_S = 0.5
 
@@ -149,7 +149,7 @@ def onmt_val_bleu(venv: Path, ckpt: Path, source: Path, pieces_model: Any, refs:
         return None
     lines = hyp.read_text(encoding="utf-8").splitlines()
     hyps = [pieces_model.decode(line.split()) for line in lines]
-    return score_lines(hyps, refs, ("bleu",))[0].score
+    return score_lines(hyps, refs, Metrics(("bleu",)))[0].score
 
 
 def minutes_to(curve: list[dict[str, Any]], target: float) -> float | None:
