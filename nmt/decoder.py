@@ -8,12 +8,12 @@ Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
-first layer's input multiply for all steps at once, the attention keys once per sentence, the
-output layer and loss once after the loop (loss.py), and the weight gradients of the multiplies
-inside it once over all steps (steplinear.py); in search, the embedding part is read from a
+first layer's input multiply for all steps at once, the attention keys once per sentence, and the
+output layer and loss once after the loop (loss.py); in search, the embedding part is read from a
 table of every token's (`tabulate_inputs`). Inside, each layer is two multiplies (input,
-recurrent) and hand-written pointwise cell math; `forward` and `step` share that one function,
-`_advance`.
+recurrent) and the cell's pointwise math; `forward` and `step` share that one function,
+`_advance`. With the fast kernels the loop's multiplies take their weight gradients once over all
+steps (nmt/kernels/steplinear.py, nmt/kernels/attention.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt import kernels
 from nmt.attention import AdditiveAttention, Attend, Memory
 from nmt.dropout import Dropout
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
-from nmt.steplinear import step_linear
+from nmt.kernels import shapes
+from nmt.kernels.steplinear import step_linear
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks of H in a layer's pre-activation
 # The largest input table (V x G float32 values) a decoder keeps for search: 128 MB, a
@@ -104,8 +105,8 @@ Linear = Callable[[Tensor], Tensor]
 
 @dataclass
 class StepOps:
-    """What a decoder step calls, prepared once per pass: in training, the loop forms that take
-    the weight gradients once over all steps (steplinear.py, AdditiveAttention.loop)."""
+    """What a decoder step calls, prepared once per pass: the modules, or with the fast kernels in
+    training their loop forms (nmt/kernels/steplinear.py, AdditiveAttention.loop)."""
 
     inputs: list[Linear]  # layer 0: W_feed a_{t-1}; layer l > 0: its input multiply
     recurrent: list[Linear]  # per layer: W_hh h
@@ -196,7 +197,7 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
         # One large multiply for every step's embedding part; unbind (not [t]) so that backward
         # gathers the per-step gradients with one stack instead of T full-size zero tensors.
-        emb_gates = padrows.linear(self.emb_proj, emb)  # (T, B, G)
+        emb_gates = shapes.linear(self.emb_proj, emb)  # (T, B, G)
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed
@@ -232,12 +233,13 @@ class Decoder(nn.Module):
         return self.output(feed), new_state, attn
 
     def _ops(self, memory: Memory) -> StepOps:
+        loop = step_linear if kernels.enabled() else _module
         return StepOps(
-            [step_linear(m) for m in (self.feed_proj, *self.input_proj)],
-            [step_linear(m) for m in self.recurrent],
-            step_linear(self.attention.query_proj),
+            [loop(m) for m in (self.feed_proj, *self.input_proj)],
+            [loop(m) for m in self.recurrent],
+            loop(self.attention.query_proj),
             self.attention.loop(memory),
-            step_linear(self.combine),
+            loop(self.combine),
         )
 
     def _advance(
@@ -267,3 +269,7 @@ class Decoder(nn.Module):
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
         hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
         return self.dropout(hidden), new_h, None if c is None else new_c, attn
+
+
+def _module(module: nn.Module) -> Linear:
+    return module

@@ -45,7 +45,7 @@ class Seq2Seq(nn.Module):
 
         Returns:
             attentional vectors (B, T, H), to give to `loss.sequence_loss` with
-            `self.decoders[task]`; attention weights (B, T, S).
+            `self.decoders[task].out_proj`; attention weights (B, T, S).
         """
         return self.decoders[task](tgt_in, self.encode(src_tokens, src_lengths))
 

@@ -1,22 +1,16 @@
-"""Additive (MLP) attention of Bahdanau et al. 2015, https://arxiv.org/abs/1409.0473, section A.1.2.
+"""Additive attention through the sigmoid, and its training loop with a hand-written backward.
 
-    score_j = v^T tanh(W_h h_j + W_s s_t)        h_j: encoder state j, s_t: decoder query
-    a_j     = exp(score_j) / sum_k exp(score_k)  over real (unpadded) source positions only
-    context = sum_j a_j h_j
+Plain twin: AdditiveAttention.attend (nmt/attention.py), score_j = v^T tanh(W_h h_j + W_s s_t).
+Tests: tests/test_attention.py::test_sigmoid_form_equals_the_plain_equation and
+::test_loop_form_equals_plain_autograd.
 
-W_h h_j (the keys) does not depend on t: `memory` computes it once per sentence, with the values and
-the mask, and each step costs one (N, H) x (H, A) multiply for the query. In beam search the K
-rows of a sentence read its one row of memory (`attend`): it is never copied over the beam, and
-is reordered only when sentences leave the batch.
-
-The scores are computed through the sigmoid: tanh(y) = 2 sigmoid(2y) - 1, and a softmax does not
-change when the same constant (here -sum(v)) is added to every score, so
+tanh(y) = 2 sigmoid(2y) - 1, and a softmax does not change when the same constant (here -sum(v))
+is added to every score, so
 
     a_j = softmax_j(2 v^T sigmoid(2 W_h h_j + 2 W_s s_t))
 
-exactly. Memory keeps 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place: on the
-CPU PyTorch's float32 tanh is several times slower than its sigmoid, and that tanh over (N, S, A)
-was the largest pointwise operation of a search step.
+exactly. The keys are kept as 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place:
+on the CPU PyTorch's float32 tanh is several times slower than its sigmoid.
 
 Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
 spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
@@ -28,90 +22,42 @@ gradients are taken once for all steps, as steplinear.py does for the decoder's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nmt import padrows
-
-# projected query (N, A) -> context (N, H), weights (N, S)
-Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
+from nmt.kernels import shapes
+from nmt.kernels.steplinear import new_cast
 
 
-@dataclass
-class Memory:
-    """What attention reads at every step, one row per sentence; `select` takes rows (dropping
-    finished sentences).
-
-    keys: (B, S, A) 2 W_h h_j (module docstring); values: (B, S, H) the encoder states h_j;
-    mask: (B, S) True at real source positions.
-    """
-
-    keys: Tensor
-    values: Tensor
-    mask: Tensor
-
-    def select(self, index: Tensor) -> Memory:
-        return Memory(self.keys.index_select(0, index), self.values.index_select(0, index),
-                      self.mask.index_select(0, index))
+def sigmoid_keys(key_proj: nn.Linear, states: Tensor) -> Tensor:
+    """The keys of the sigmoid form, 2 W_h h_j (B, S, A), for encoder states (B, S, H)."""
+    return 2.0 * shapes.linear(key_proj, states)
 
 
-class AdditiveAttention(nn.Module):
-    """Bahdanau attention: a one-hidden-layer MLP scores each source state against the query."""
+def sigmoid_attend(projected_query: Tensor, keys: Tensor, values: Tensor, mask: Tensor,
+                   energy: Tensor) -> tuple[Tensor, Tensor]:
+    """AdditiveAttention.attend for keys from `sigmoid_keys` and v = energy (A,)."""
+    batch, src_len, size = keys.shape
+    query = projected_query.view(batch, -1, 1, size)  # (B, K, 1, A), K = N / B
+    hidden = torch.add(keys.unsqueeze(1), query, alpha=2.0).sigmoid_()  # (B, K, S, A)
+    scores = 2.0 * (hidden @ energy)  # (B, K, S); half a 1-output Linear's time
+    scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)  # (B, K, S)
+    context = torch.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
+    return context.view(-1, values.size(2)), weights.view(-1, src_len)  # (N, H), (N, S)
 
-    def __init__(self, key_size: int, query_size: int, attention_size: int):
-        super().__init__()
-        self.key_proj = nn.Linear(key_size, attention_size, bias=False)  # W_h
-        self.query_proj = nn.Linear(query_size, attention_size, bias=False)  # W_s
-        self.energy = nn.Linear(attention_size, 1, bias=False)  # v
 
-    def memory(self, states: Tensor, mask: Tensor) -> Memory:
-        """Encoder states (B, S, H) and mask (B, S) -> Memory with keys 2 W_h h_j, once a
-        sentence."""
-        return Memory(2.0 * padrows.linear(self.key_proj, states), states, mask)
-
-    def forward(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        """Attend from query (N, Hd) over the memory.
-
-        Returns:
-            context (N, H) and weights (N, S); weights are exactly 0 at padding.
-        """
-        return self.attend(self.query_proj(query), memory)
-
-    def attend(self, projected_query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        """`forward` for a query already multiplied by W_s (N, A), for callers that fuse it.
-
-        The memory may hold one row per group of N / B consecutive query rows (the beams of a
-        sentence in beam search): each group reads its sentence's row, which is never copied.
-        """
-        keys, values, mask = memory.keys, memory.values, memory.mask  # (B, S, A), (B, S, H), (B, S)
-        batch, src_len, size = keys.shape
-        query = projected_query.view(batch, -1, 1, size)  # (B, K, 1, A), K = N / B
-        hidden = torch.add(keys.unsqueeze(1), query, alpha=2.0).sigmoid_()  # (B, K, S, A)
-        scores = 2.0 * (hidden @ self.energy.weight[0])  # (B, K, S); half a 1-output Linear's time
-        # The lowest finite value rather than -inf: exp() of it is exactly 0 next to any real
-        # score, and a row without any real position (never produced by the encoder) gets uniform
-        # weights instead of NaN.
-        scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1)  # (B, K, S)
-        context = torch.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
-        return context.view(-1, values.size(2)), weights.view(-1, src_len)  # (N, H), (N, S)
-
-    def loop(self, memory: Memory) -> Attend:
-        """`attend` over one memory for every step of one decoder pass.
-
-        When gradients are needed, the steps use the hand-written backward (module docstring);
-        there the memory has one row per query row (teacher forcing has no beams).
-        """
-        if not torch.is_grad_enabled():
-            return lambda query: self.attend(query, memory)
-        records = _Records()
-        keys, values, energy = _Tap.apply(memory.keys, memory.values, 2.0 * self.energy.weight[0],
-                                          records)
-        mask = memory.mask
-        return lambda query: _Step.apply(query, keys, values, energy, mask, records)
+def loop(keys: Tensor, values: Tensor, mask: Tensor,
+         energy: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """`sigmoid_attend` for every step of one decoder pass, with the hand-written backward when
+    gradients are needed; there the keys have one row per query row (teacher forcing)."""
+    if not torch.is_grad_enabled():
+        return lambda query: sigmoid_attend(query, keys, values, mask, energy)
+    records = _Records()
+    keys, values, energy = _Tap.apply(keys, values, 2.0 * energy, records)
+    return lambda query: _Step.apply(query, keys, values, energy, mask, records)
 
 
 class _Records:
@@ -144,7 +90,8 @@ class _Tap(torch.autograd.Function):
         ctx.records = records
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(energy)
-        return _float(keys), _float(values), _float(energy)
+        return (new_cast(keys, torch.float32), new_cast(values, torch.float32),
+                new_cast(energy, torch.float32))
 
     @staticmethod
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -165,16 +112,10 @@ class _Tap(torch.autograd.Function):
         return grad_keys, grad_values, grad_energy, None
 
 
-def _float(tensor: Tensor) -> Tensor:
-    """A float32 version that is a new tensor (a Function must not return its input)."""
-    return tensor.view_as(tensor) if tensor.dtype == torch.float32 else tensor.float()
-
-
 class _Step(torch.autograd.Function):
-    """One step of `AdditiveAttention.attend` in float32 (autocast or not: on the CPU a bf16
-    sigmoid is slower than a float32 one). Nothing of size
-    (N, S, A) is kept per step: backward recomputes sigmoid(keys + 2 query) in the shared scratch
-    buffer, which stays in cache."""
+    """One step of `sigmoid_attend` in float32 (autocast or not: on the CPU a bf16 sigmoid is
+    slower than a float32 one). Nothing of size (N, S, A) is kept per step: backward recomputes
+    sigmoid(keys + 2 query) in the shared scratch buffer, which stays in cache."""
 
     @staticmethod
     def forward(ctx: Any, query: Tensor, keys: Tensor, values: Tensor, energy: Tensor,
@@ -209,9 +150,7 @@ class _Step(torch.autograd.Function):
         grad_energy = grad_scores.view(1, -1).mm(hidden.flatten(0, 1)).squeeze(0)  # (A,)
         # d(pre-sigmoid) = grad_scores (x) 2v * hidden (1 - hidden), in place; 2v is factored
         # out until the tap. The query enters the pre-sigmoid twice over.
-        grad_pre = torch.ops.aten.sigmoid_backward.grad_input(
-            grad_scores.unsqueeze(2).expand_as(hidden), hidden, grad_input=hidden
-        )
+        grad_pre = _sigmoid_backward_(grad_scores.unsqueeze(2).expand_as(hidden), hidden)
         grad_query = grad_pre.sum(1).mul_(2.0 * energy)  # (N, A)
         if rec.keys_grad is None:
             rec.keys_grad, rec.energy_grad = grad_pre.clone(), grad_energy
@@ -219,3 +158,14 @@ class _Step(torch.autograd.Function):
             rec.keys_grad.add_(grad_pre)
             rec.energy_grad.add_(grad_energy)
         return grad_query, None, None, None, None, None
+
+
+def _sigmoid_backward_(grad: Tensor, sigmoid: Tensor) -> Tensor:
+    """grad * (1 - sigmoid) * sigmoid, written over `sigmoid` and returned.
+
+    ATen's own sigmoid derivative (no public API exposes it): one pass in place, where public ops
+    (rsub, mul_, mul_) take three passes over (N, S, A) and a buffer of that size.
+    """
+    return torch.ops.aten.sigmoid_backward.grad_input(
+        grad_output=grad, output=sigmoid, grad_input=sigmoid
+    )
