@@ -92,6 +92,6 @@ class AdditiveAttention(nn.Module):
     def loop(self, memory: Memory) -> Attend:
         """`attend` over one memory for every step of one decoder pass: with the fast kernels
         and gradients, the hand-written backward of nmt/kernels/attention.py."""
-        if memory.sigmoid:
+        if memory.sigmoid and torch.is_grad_enabled():
             return fast.loop(memory.keys, memory.values, memory.mask, self.energy.weight[0])
         return partial(self.attend, memory=memory)

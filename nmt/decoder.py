@@ -53,11 +53,8 @@ class DecoderState:
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows `index` (N',) of the batch (beam back-pointers or expansion)."""
-        return DecoderState(
-            self.h.index_select(1, index),  # (L, N', H)
-            None if self.c is None else self.c.index_select(1, index),  # (L, N', H)
-            self.feed.index_select(0, index),  # (N', H)
-        )
+        c = None if self.c is None else self.c.index_select(1, index)  # (L, N', H)
+        return DecoderState(self.h.index_select(1, index), c, self.feed.index_select(0, index))
 
 
 # Cells: x_gates (N, G) is the input side of the pre-activation, bias included, h_gates (N, G)
@@ -67,9 +64,8 @@ class DecoderState:
 Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
 
-def lstm_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, Tensor]:
+def lstm_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor,
+              c: Tensor | None) -> tuple[Tensor, Tensor]:
     """Gates ordered i, f, o, g so that one sigmoid covers three of them and one tanh the last."""
     size = h.size(1)
     gates = x_gates + h_gates  # (N, 4H)
@@ -80,9 +76,7 @@ def lstm_cell(
     return o * torch.tanh(c), c
 
 
-def gru_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, None]:
+def gru_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, None]:
     """Gates r, z, n as in torch.nn.GRU: n = tanh(x_n + r * (W_hn h + b_hn))."""
     size = h.size(1)
     rz = torch.sigmoid(x_gates[:, : 2 * size] + h_gates[:, : 2 * size])  # (N, 2H)
@@ -91,9 +85,7 @@ def gru_cell(
     return torch.lerp(n.to(h.dtype), h, z.to(h.dtype)), None  # (1 - z) n + z h
 
 
-def rnn_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, None]:
+def rnn_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, None]:
     """Elman: h = tanh(x_gates + W_hh h)."""
     return torch.tanh(x_gates + h_gates), None
 
@@ -118,17 +110,9 @@ class StepOps:
 class Decoder(nn.Module):
     """Attentional recurrent decoder for one target side (task)."""
 
-    def __init__(
-        self,
-        embeddings: Embeddings,
-        hidden_size: int,
-        enc_size: int,
-        attention_size: int,
-        layers: int = 1,
-        cell: str = "lstm",
-        dropout: float = 0.0,
-        out_proj: nn.Linear | None = None,
-    ):
+    def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
+                 layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
+                 out_proj: nn.Linear | None = None):
         """`out_proj` (H -> V) may be given to share it between decoders; by default it is new."""
         super().__init__()
         gates = GATES[cell] * hidden_size
@@ -145,9 +129,8 @@ class Decoder(nn.Module):
         self.feed_proj = nn.Linear(hidden_size, gates, bias=False)
         self.input_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(layers - 1))
         # Only the GRU needs a recurrent bias of its own (inside r * (W_hn h + b_hn)).
-        self.recurrent = nn.ModuleList(
-            nn.Linear(hidden_size, gates, bias=cell == "gru") for _ in range(layers)
-        )
+        self.recurrent = nn.ModuleList(nn.Linear(hidden_size, gates, bias=cell == "gru")
+                                       for _ in range(layers))
         self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
         self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
         self.out_proj = out_proj or nn.Linear(hidden_size, embeddings.num_embeddings)
@@ -213,9 +196,8 @@ class Decoder(nn.Module):
         """Attentional vectors (..., H) -> logits (..., V)."""
         return self.out_proj(hidden)
 
-    def step(
-        self, prev: Tensor, state: DecoderState, memory: Memory
-    ) -> tuple[Tensor, DecoderState, Tensor]:
+    def step(self, prev: Tensor, state: DecoderState,
+             memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
         """One search step from the previous tokens prev (N,).
 
         Returns:
@@ -226,30 +208,19 @@ class Decoder(nn.Module):
         else:
             x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
         c = None if state.c is None else list(state.c.unbind(0))
-        feed, h, c, attn = self._advance(
-            x_gates, state.feed, list(state.h.unbind(0)), c, self._ops(memory)
-        )
+        h = list(state.h.unbind(0))
+        feed, h, c, attn = self._advance(x_gates, state.feed, h, c, self._ops(memory))
         new_state = DecoderState(torch.stack(h), None if c is None else torch.stack(c), feed)
         return self.output(feed), new_state, attn
 
     def _ops(self, memory: Memory) -> StepOps:
         loop = step_linear if kernels.enabled() else _module
-        return StepOps(
-            [loop(m) for m in (self.feed_proj, *self.input_proj)],
-            [loop(m) for m in self.recurrent],
-            loop(self.attention.query_proj),
-            self.attention.loop(memory),
-            loop(self.combine),
-        )
+        return StepOps([loop(m) for m in (self.feed_proj, *self.input_proj)],
+                       [loop(m) for m in self.recurrent], loop(self.attention.query_proj),
+                       self.attention.loop(memory), loop(self.combine))
 
-    def _advance(
-        self,
-        x_gates: Tensor,
-        feed: Tensor,
-        h: list[Tensor],
-        c: list[Tensor] | None,
-        ops: StepOps,
-    ) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
+    def _advance(self, x_gates: Tensor, feed: Tensor, h: list[Tensor], c: list[Tensor] | None,
+                 ops: StepOps) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
         """The body of one decoder step, shared by `forward` and `step`.
 
         x_gates (N, G) is layer 0's embedding part (bias included); h / c hold one (N, H) per layer.

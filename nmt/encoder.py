@@ -53,28 +53,15 @@ class EncoderOutput:
 class Encoder(nn.Module):
     """Embeddings -> dropout -> bidirectional recurrent layers (H/2 per direction)."""
 
-    def __init__(
-        self,
-        embeddings: Embeddings,
-        hidden_size: int,
-        layers: int = 1,
-        cell: str = "lstm",
-        dropout: float = 0.0,
-    ):
+    def __init__(self, embeddings: Embeddings, hidden_size: int, layers: int = 1,
+                 cell: str = "lstm", dropout: float = 0.0):
         super().__init__()
         self.embeddings = embeddings
         self.dropout = Dropout(dropout)
-        self.hidden_size = hidden_size
         self.layers = layers
-        self.cell = cell
-        self.rnn = RNN_CLASSES[cell](
-            embeddings.embedding_dim,
-            hidden_size // 2,
-            num_layers=layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=dropout if layers > 1 else 0.0,  # between layers only
-        )
+        self.rnn = RNN_CLASSES[cell](embeddings.embedding_dim, hidden_size // 2, num_layers=layers,
+                                     batch_first=True, bidirectional=True,
+                                     dropout=dropout if layers > 1 else 0.0)  # between layers
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor) -> EncoderOutput:
         """Encode (B, S) token ids, PAD exactly at padding, with their (B,) lengths on the CPU."""

@@ -51,10 +51,8 @@ def sigmoid_attend(projected_query: Tensor, keys: Tensor, values: Tensor, mask: 
 
 def loop(keys: Tensor, values: Tensor, mask: Tensor,
          energy: Tensor) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """`sigmoid_attend` for every step of one decoder pass, with the hand-written backward when
-    gradients are needed; there the keys have one row per query row (teacher forcing)."""
-    if not torch.is_grad_enabled():
-        return lambda query: sigmoid_attend(query, keys, values, mask, energy)
+    """`sigmoid_attend` for every step of one decoder pass, with the hand-written backward; the
+    keys have one row per query row (teacher forcing)."""
     records = _Records()
     keys, values, energy = _Tap.apply(keys, values, 2.0 * energy, records)
     return lambda query: _Step.apply(query, keys, values, energy, mask, records)
