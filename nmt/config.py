@@ -85,7 +85,7 @@ class TrainConfig:
         "multiplies it faster than fp32; else fp32.",
     )
     kernels: Literal["auto", "plain"] = _opt(
-        "auto", "Fast kernels where they are faster (auto), or the plain model they replace."
+        "auto", "auto: the fast kernels (nmt/kernels) where faster; plain: the plain model only."
     )
     threads: int = _opt(0, "CPU threads for torch; 0 means one per core.")
     tasks: str = _opt("", "Comma-separated tasks (target sides) to train; empty means all.")

@@ -180,7 +180,10 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
         # One large multiply for every step's embedding part; unbind (not [t]) so that backward
         # gathers the per-step gradients with one stack instead of T full-size zero tensors.
-        emb_gates = shapes.linear(self.emb_proj, emb)  # (T, B, G)
+        if kernels.enabled():
+            emb_gates = shapes.linear(self.emb_proj, emb)  # (T, B, G), rows padded for oneDNN
+        else:
+            emb_gates = self.emb_proj(emb)  # (T, B, G)
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed

@@ -54,9 +54,8 @@ def pad_rows(x: Tensor) -> Tensor:
 def linear(layer: Callable[[Tensor], Tensor], x: Tensor,
            dtype: torch.dtype | None = None) -> Tensor:
     """layer(x) for x (..., in), the leading dimensions flattened into padded rows when the
-    fast kernels are on and the multiply runs in bf16 on the CPU (autocast on, or `dtype` the
-    layer's weight dtype)."""
-    if not kernels.enabled() or not needs_padding(x, dtype):
+    multiply runs in bf16 on the CPU (autocast on, or `dtype` the layer's weight dtype)."""
+    if not needs_padding(x, dtype):
         return layer(x)
     rows = x.reshape(-1, x.size(-1))  # (M, in)
     out = layer(pad_rows(rows))[: rows.size(0)]  # (M, out)
