@@ -7,34 +7,21 @@
 W_h h_j (the keys) does not depend on t: `memory` computes it once per sentence, with the values and
 the mask, and each step costs one (N, H) x (H, A) multiply for the query. In beam search the K
 rows of a sentence read its one row of memory (`attend`): it is never copied over the beam, and
-is reordered only when sentences leave the batch.
-
-The scores are computed through the sigmoid: tanh(y) = 2 sigmoid(2y) - 1, and a softmax does not
-change when the same constant (here -sum(v)) is added to every score, so
-
-    a_j = softmax_j(2 v^T sigmoid(2 W_h h_j + 2 W_s s_t))
-
-exactly. Memory keeps 2 W_h h_j; a step adds 2 W_s s_t and takes the sigmoid in place: on the
-CPU PyTorch's float32 tanh is several times slower than its sigmoid, and that tanh over (N, S, A)
-was the largest pointwise operation of a search step.
-
-Training (`loop`) runs the same equations with a hand-written backward per step: autograd would
-spend most of it on two outer products computed as multiplies of inner size 1, and on adding whole
-(N, S, A) / (N, S, H) gradients of the keys and values at every step. Here the keys' gradient is
-summed in place with 2v factored out (v is the same at every step), and the values' and v's
-gradients are taken once for all steps, as steplinear.py does for the decoder's Linear layers.
+is reordered only when sentences leave the batch. With the fast kernels the same scores are
+computed through the sigmoid (nmt/kernels/attention.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt import kernels
+from nmt.kernels import attention as fast
 
 # projected query (N, A) -> context (N, H), weights (N, S)
 Attend = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -45,17 +32,18 @@ class Memory:
     """What attention reads at every step, one row per sentence; `select` takes rows (dropping
     finished sentences).
 
-    keys: (B, S, A) 2 W_h h_j (module docstring); values: (B, S, H) the encoder states h_j;
-    mask: (B, S) True at real source positions.
+    keys: (B, S, A) W_h h_j, or 2 W_h h_j when `sigmoid` (the fast kernel's form);
+    values: (B, S, H) the encoder states h_j; mask: (B, S) True at real source positions.
     """
 
     keys: Tensor
     values: Tensor
     mask: Tensor
+    sigmoid: bool = False
 
     def select(self, index: Tensor) -> Memory:
         return Memory(self.keys.index_select(0, index), self.values.index_select(0, index),
-                      self.mask.index_select(0, index))
+                      self.mask.index_select(0, index), self.sigmoid)
 
 
 class AdditiveAttention(nn.Module):
@@ -68,9 +56,10 @@ class AdditiveAttention(nn.Module):
         self.energy = nn.Linear(attention_size, 1, bias=False)  # v
 
     def memory(self, states: Tensor, mask: Tensor) -> Memory:
-        """Encoder states (B, S, H) and mask (B, S) -> Memory with keys 2 W_h h_j, once a
-        sentence."""
-        return Memory(2.0 * padrows.linear(self.key_proj, states), states, mask)
+        """Encoder states (B, S, H) and mask (B, S) -> Memory, once a sentence."""
+        if kernels.enabled():
+            return Memory(fast.sigmoid_keys(self.key_proj, states), states, mask, sigmoid=True)
+        return Memory(self.key_proj(states), states, mask)  # (B, S, A)
 
     def forward(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
         """Attend from query (N, Hd) over the memory.
@@ -87,135 +76,22 @@ class AdditiveAttention(nn.Module):
         sentence in beam search): each group reads its sentence's row, which is never copied.
         """
         keys, values, mask = memory.keys, memory.values, memory.mask  # (B, S, A), (B, S, H), (B, S)
+        if memory.sigmoid:
+            return fast.sigmoid_attend(projected_query, keys, values, mask, self.energy.weight[0])
         batch, src_len, size = keys.shape
         query = projected_query.view(batch, -1, 1, size)  # (B, K, 1, A), K = N / B
-        hidden = torch.add(keys.unsqueeze(1), query, alpha=2.0).sigmoid_()  # (B, K, S, A)
-        scores = 2.0 * (hidden @ self.energy.weight[0])  # (B, K, S); half a 1-output Linear's time
+        scores = self.energy(torch.tanh(keys.unsqueeze(1) + query)).squeeze(3)  # (B, K, S)
         # The lowest finite value rather than -inf: exp() of it is exactly 0 next to any real
         # score, and a row without any real position (never produced by the encoder) gets uniform
         # weights instead of NaN.
         scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
         weights = torch.softmax(scores, dim=-1)  # (B, K, S)
-        context = torch.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
+        context = weights @ values  # (B, K, H): one product per sentence, not per row
         return context.view(-1, values.size(2)), weights.view(-1, src_len)  # (N, H), (N, S)
 
     def loop(self, memory: Memory) -> Attend:
-        """`attend` over one memory for every step of one decoder pass.
-
-        When gradients are needed, the steps use the hand-written backward (module docstring);
-        there the memory has one row per query row (teacher forcing has no beams).
-        """
-        if not torch.is_grad_enabled():
-            return lambda query: self.attend(query, memory)
-        records = _Records()
-        keys, values, energy = _Tap.apply(memory.keys, memory.values, 2.0 * self.energy.weight[0],
-                                          records)
-        mask = memory.mask
-        return lambda query: _Step.apply(query, keys, values, energy, mask, records)
-
-
-class _Records:
-    """One forward pass of the loop: what the steps share and what the tap's backward gathers.
-
-    The per-step lists are filled in backward only (steplinear.py says why: a reference cycle).
-    """
-
-    def __init__(self) -> None:
-        self.weights: list[Tensor] = []  # per step reached by backward (N, S)
-        self.context_grads: list[Tensor] = []  # and its context gradient (N, H)
-        self.scratch: Tensor | None = None  # (N, S, A) sigmoid(keys + 2 query), one step at a time
-        # Sums over the steps, made on the first backward step: dkeys / 2v and d(2v).
-        self.keys_grad: Tensor | None = None  # (N, S, A)
-        self.energy_grad: Tensor | None = None  # (A,)
-
-    def hidden(self, keys: Tensor, query: Tensor) -> Tensor:
-        """sigmoid(keys + 2 query) (N, S, A), written over the previous step's."""
-        if self.scratch is None:
-            self.scratch = torch.empty_like(keys)
-        return torch.add(keys, query.unsqueeze(1), alpha=2.0, out=self.scratch).sigmoid_()
-
-
-class _Tap(torch.autograd.Function):
-    """keys, values, 2v -> float32 copies for the steps; backward: their summed gradients."""
-
-    @staticmethod
-    def forward(ctx: Any, keys: Tensor, values: Tensor, energy: Tensor,
-                records: _Records) -> tuple[Tensor, Tensor, Tensor]:
-        ctx.records = records
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(energy)
-        return _float(keys), _float(values), _float(energy)
-
-    @staticmethod
-    def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
-        (energy,) = ctx.saved_tensors
-        rec = ctx.records
-        if rec.keys_grad is None:
-            return None, None, None, None
-        grad_values = None
-        if rec.weights:
-            # dvalues = sum_t a_t^T dcontext_t: one (S, T) x (T, H) product per sentence.
-            weights = torch.stack(rec.weights, dim=2)  # (N, S, T)
-            grads = torch.stack(rec.context_grads, dim=1)  # (N, T, H)
-            grad_values = torch.bmm(weights, grads)  # (N, S, H)
-        grad_keys = rec.keys_grad.mul_(energy.float())  # (N, S, A)
-        grad_energy = rec.energy_grad
-        rec.weights, rec.context_grads, rec.keys_grad, rec.energy_grad = [], [], None, None
-        rec.scratch = None
-        return grad_keys, grad_values, grad_energy, None
-
-
-def _float(tensor: Tensor) -> Tensor:
-    """A float32 version that is a new tensor (a Function must not return its input)."""
-    return tensor.view_as(tensor) if tensor.dtype == torch.float32 else tensor.float()
-
-
-class _Step(torch.autograd.Function):
-    """One step of `AdditiveAttention.attend` in float32 (autocast or not: on the CPU a bf16
-    sigmoid is slower than a float32 one). Nothing of size
-    (N, S, A) is kept per step: backward recomputes sigmoid(keys + 2 query) in the shared scratch
-    buffer, which stays in cache."""
-
-    @staticmethod
-    def forward(ctx: Any, query: Tensor, keys: Tensor, values: Tensor, energy: Tensor,
-                mask: Tensor, records: _Records) -> tuple[Tensor, Tensor]:
-        with torch.autocast(query.device.type, enabled=False):
-            query = query.float()
-            hidden = records.hidden(keys, query)  # (N, S, A)
-            scores = hidden @ energy  # (N, S)
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-            weights = torch.softmax(scores, dim=-1)  # (N, S)
-            context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (N, H)
-        ctx.records = records
-        ctx.save_for_backward(query, keys, weights, values, energy)
-        return context, weights
-
-    @staticmethod
-    def backward(ctx: Any, grad_context: Tensor | None,
-                 grad_weights: Tensor | None) -> tuple[Tensor | None, ...]:
-        query, keys, weights, values, energy = ctx.saved_tensors
-        rec = ctx.records
-        grad_a = torch.zeros_like(weights)  # (N, S)
-        if grad_context is not None:
-            grad_context = grad_context.float()
-            rec.weights.append(weights)
-            rec.context_grads.append(grad_context)
-            grad_a = torch.bmm(values, grad_context.unsqueeze(2)).squeeze(2)
-        if grad_weights is not None:
-            grad_a = grad_a + grad_weights
-        # Softmax backward; padding has weight 0, so its score gradient is 0 too.
-        grad_scores = weights * (grad_a - (weights * grad_a).sum(1, keepdim=True))  # (N, S)
-        hidden = rec.hidden(keys, query)  # (N, S, A), recomputed
-        grad_energy = grad_scores.view(1, -1).mm(hidden.flatten(0, 1)).squeeze(0)  # (A,)
-        # d(pre-sigmoid) = grad_scores (x) 2v * hidden (1 - hidden), in place; 2v is factored
-        # out until the tap. The query enters the pre-sigmoid twice over.
-        grad_pre = torch.ops.aten.sigmoid_backward.grad_input(
-            grad_scores.unsqueeze(2).expand_as(hidden), hidden, grad_input=hidden
-        )
-        grad_query = grad_pre.sum(1).mul_(2.0 * energy)  # (N, A)
-        if rec.keys_grad is None:
-            rec.keys_grad, rec.energy_grad = grad_pre.clone(), grad_energy
-        else:
-            rec.keys_grad.add_(grad_pre)
-            rec.energy_grad.add_(grad_energy)
-        return grad_query, None, None, None, None, None
+        """`attend` over one memory for every step of one decoder pass: with the fast kernels
+        and gradients, the hand-written backward of nmt/kernels/attention.py."""
+        if memory.sigmoid and torch.is_grad_enabled():
+            return fast.loop(memory.keys, memory.values, memory.mask, self.energy.weight[0])
+        return partial(self.attend, memory=memory)

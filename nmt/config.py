@@ -84,6 +84,9 @@ class TrainConfig:
         "fp32. auto = bf16 where the GPU has it, or the CPU (AMX, AVX512-BF16) has it and a probe "
         "multiplies it faster than fp32; else fp32.",
     )
+    kernels: Literal["auto", "plain"] = _opt(
+        "auto", "auto: the fast kernels (nmt/kernels) where faster; plain: the plain model only."
+    )
     threads: int = _opt(0, "CPU threads for torch; 0 means one per core.")
     tasks: str = _opt("", "Comma-separated tasks (target sides) to train; empty means all.")
     task_schedule: Literal["round-robin", "proportional", "temperature"] = _opt(

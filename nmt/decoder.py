@@ -8,12 +8,12 @@ Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
-first layer's input multiply for all steps at once, the attention keys once per sentence, the
-output layer and loss once after the loop (loss.py), and the weight gradients of the multiplies
-inside it once over all steps (steplinear.py); in search, the embedding part is read from a
+first layer's input multiply for all steps at once, the attention keys once per sentence, and the
+output layer and loss once after the loop (loss.py); in search, the embedding part is read from a
 table of every token's (`tabulate_inputs`). Inside, each layer is two multiplies (input,
-recurrent) and hand-written pointwise cell math; `forward` and `step` share that one function,
-`_advance`.
+recurrent) and the cell's pointwise math; `forward` and `step` share that one function,
+`_advance`. With the fast kernels the loop's multiplies take their weight gradients once over all
+steps (nmt/kernels/steplinear.py, nmt/kernels/attention.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt import kernels
 from nmt.attention import AdditiveAttention, Attend, Memory
 from nmt.dropout import Dropout
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
-from nmt.steplinear import step_linear
+from nmt.kernels import shapes
+from nmt.kernels.steplinear import step_linear
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks of H in a layer's pre-activation
 # The largest input table (V x G float32 values) a decoder keeps for search: 128 MB, a
@@ -52,11 +53,8 @@ class DecoderState:
 
     def select(self, index: Tensor) -> DecoderState:
         """Rows `index` (N',) of the batch (beam back-pointers or expansion)."""
-        return DecoderState(
-            self.h.index_select(1, index),  # (L, N', H)
-            None if self.c is None else self.c.index_select(1, index),  # (L, N', H)
-            self.feed.index_select(0, index),  # (N', H)
-        )
+        c = None if self.c is None else self.c.index_select(1, index)  # (L, N', H)
+        return DecoderState(self.h.index_select(1, index), c, self.feed.index_select(0, index))
 
 
 # Cells: x_gates (N, G) is the input side of the pre-activation, bias included, h_gates (N, G)
@@ -66,9 +64,8 @@ class DecoderState:
 Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
 
-def lstm_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, Tensor]:
+def lstm_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor,
+              c: Tensor | None) -> tuple[Tensor, Tensor]:
     """Gates ordered i, f, o, g so that one sigmoid covers three of them and one tanh the last."""
     size = h.size(1)
     gates = x_gates + h_gates  # (N, 4H)
@@ -79,9 +76,7 @@ def lstm_cell(
     return o * torch.tanh(c), c
 
 
-def gru_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, None]:
+def gru_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, None]:
     """Gates r, z, n as in torch.nn.GRU: n = tanh(x_n + r * (W_hn h + b_hn))."""
     size = h.size(1)
     rz = torch.sigmoid(x_gates[:, : 2 * size] + h_gates[:, : 2 * size])  # (N, 2H)
@@ -90,9 +85,7 @@ def gru_cell(
     return torch.lerp(n.to(h.dtype), h, z.to(h.dtype)), None  # (1 - z) n + z h
 
 
-def rnn_cell(
-    x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None
-) -> tuple[Tensor, None]:
+def rnn_cell(x_gates: Tensor, h_gates: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, None]:
     """Elman: h = tanh(x_gates + W_hh h)."""
     return torch.tanh(x_gates + h_gates), None
 
@@ -104,8 +97,8 @@ Linear = Callable[[Tensor], Tensor]
 
 @dataclass
 class StepOps:
-    """What a decoder step calls, prepared once per pass: in training, the loop forms that take
-    the weight gradients once over all steps (steplinear.py, AdditiveAttention.loop)."""
+    """What a decoder step calls, prepared once per pass: the modules, or with the fast kernels in
+    training their loop forms (nmt/kernels/steplinear.py, AdditiveAttention.loop)."""
 
     inputs: list[Linear]  # layer 0: W_feed a_{t-1}; layer l > 0: its input multiply
     recurrent: list[Linear]  # per layer: W_hh h
@@ -117,17 +110,9 @@ class StepOps:
 class Decoder(nn.Module):
     """Attentional recurrent decoder for one target side (task)."""
 
-    def __init__(
-        self,
-        embeddings: Embeddings,
-        hidden_size: int,
-        enc_size: int,
-        attention_size: int,
-        layers: int = 1,
-        cell: str = "lstm",
-        dropout: float = 0.0,
-        out_proj: nn.Linear | None = None,
-    ):
+    def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
+                 layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
+                 out_proj: nn.Linear | None = None):
         """`out_proj` (H -> V) may be given to share it between decoders; by default it is new."""
         super().__init__()
         gates = GATES[cell] * hidden_size
@@ -144,9 +129,8 @@ class Decoder(nn.Module):
         self.feed_proj = nn.Linear(hidden_size, gates, bias=False)
         self.input_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(layers - 1))
         # Only the GRU needs a recurrent bias of its own (inside r * (W_hn h + b_hn)).
-        self.recurrent = nn.ModuleList(
-            nn.Linear(hidden_size, gates, bias=cell == "gru") for _ in range(layers)
-        )
+        self.recurrent = nn.ModuleList(nn.Linear(hidden_size, gates, bias=cell == "gru")
+                                       for _ in range(layers))
         self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
         self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
         self.out_proj = out_proj or nn.Linear(hidden_size, embeddings.num_embeddings)
@@ -196,7 +180,10 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
         # One large multiply for every step's embedding part; unbind (not [t]) so that backward
         # gathers the per-step gradients with one stack instead of T full-size zero tensors.
-        emb_gates = padrows.linear(self.emb_proj, emb)  # (T, B, G)
+        if kernels.enabled():
+            emb_gates = shapes.linear(self.emb_proj, emb)  # (T, B, G), rows padded for oneDNN
+        else:
+            emb_gates = self.emb_proj(emb)  # (T, B, G)
         h = list(state.h.unbind(0))
         c = None if state.c is None else list(state.c.unbind(0))
         feed = state.feed
@@ -212,9 +199,8 @@ class Decoder(nn.Module):
         """Attentional vectors (..., H) -> logits (..., V)."""
         return self.out_proj(hidden)
 
-    def step(
-        self, prev: Tensor, state: DecoderState, memory: Memory
-    ) -> tuple[Tensor, DecoderState, Tensor]:
+    def step(self, prev: Tensor, state: DecoderState,
+             memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
         """One search step from the previous tokens prev (N,).
 
         Returns:
@@ -225,29 +211,19 @@ class Decoder(nn.Module):
         else:
             x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
         c = None if state.c is None else list(state.c.unbind(0))
-        feed, h, c, attn = self._advance(
-            x_gates, state.feed, list(state.h.unbind(0)), c, self._ops(memory)
-        )
+        h = list(state.h.unbind(0))
+        feed, h, c, attn = self._advance(x_gates, state.feed, h, c, self._ops(memory))
         new_state = DecoderState(torch.stack(h), None if c is None else torch.stack(c), feed)
         return self.output(feed), new_state, attn
 
     def _ops(self, memory: Memory) -> StepOps:
-        return StepOps(
-            [step_linear(m) for m in (self.feed_proj, *self.input_proj)],
-            [step_linear(m) for m in self.recurrent],
-            step_linear(self.attention.query_proj),
-            self.attention.loop(memory),
-            step_linear(self.combine),
-        )
+        loop = step_linear if kernels.enabled() else _module
+        return StepOps([loop(m) for m in (self.feed_proj, *self.input_proj)],
+                       [loop(m) for m in self.recurrent], loop(self.attention.query_proj),
+                       self.attention.loop(memory), loop(self.combine))
 
-    def _advance(
-        self,
-        x_gates: Tensor,
-        feed: Tensor,
-        h: list[Tensor],
-        c: list[Tensor] | None,
-        ops: StepOps,
-    ) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
+    def _advance(self, x_gates: Tensor, feed: Tensor, h: list[Tensor], c: list[Tensor] | None,
+                 ops: StepOps) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
         """The body of one decoder step, shared by `forward` and `step`.
 
         x_gates (N, G) is layer 0's embedding part (bias included); h / c hold one (N, H) per layer.
@@ -267,3 +243,7 @@ class Decoder(nn.Module):
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
         hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
         return self.dropout(hidden), new_h, None if c is None else new_c, attn
+
+
+def _module(module: nn.Module) -> Linear:
+    return module

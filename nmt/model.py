@@ -38,14 +38,13 @@ class Seq2Seq(nn.Module):
         """src_tokens (B, S), src_lengths (B,) on the CPU -> EncoderOutput."""
         return self.encoder(src_tokens, src_lengths)
 
-    def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor, task: str
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                task: str) -> tuple[Tensor, Tensor]:
         """Teacher forcing for one task (what DDP wraps).
 
         Returns:
             attentional vectors (B, T, H), to give to `loss.sequence_loss` with
-            `self.decoders[task]`; attention weights (B, T, S).
+            `self.decoders[task].out_proj`; attention weights (B, T, S).
         """
         return self.decoders[task](tgt_in, self.encode(src_tokens, src_lengths))
 
@@ -80,21 +79,11 @@ def build_model(
     decoders: dict[str, Decoder] = {}
     for task, vocab_size in tgt_vocab_sizes.items():
         if shared_parts is None or not shared:
-            shared_parts = (
-                Embeddings(vocab_size, cfg.emb_size),
-                nn.Linear(cfg.hidden_size, vocab_size),
-            )
+            shared_parts = (Embeddings(vocab_size, cfg.emb_size),
+                            nn.Linear(cfg.hidden_size, vocab_size))
         emb, out_proj = shared_parts
-        decoders[task] = Decoder(
-            emb,
-            cfg.hidden_size,
-            cfg.hidden_size,
-            attention_size,
-            cfg.dec_layers,
-            cfg.cell,
-            cfg.dropout,
-            out_proj,
-        )
+        decoders[task] = Decoder(emb, cfg.hidden_size, cfg.hidden_size, attention_size,
+                                 cfg.dec_layers, cfg.cell, cfg.dropout, out_proj)
     model = Seq2Seq(encoder, decoders)
     _init_parameters(model)
     if cfg.tie_embeddings:

@@ -12,7 +12,7 @@ batch, so a sentence's neighbours changed its translation.)
 bf16: weights are kept in bf16 and multiplied in bf16 (AMX or AVX512-BF16 on recent x86 CPUs,
 tensor cores on GPUs); inputs are rounded to bf16 on the way in and results come back as float32,
 so the recurrent state, attention and scores stay float32. Rows are padded to a few fixed
-counts (padrows.py), at which the kernels' sums did not depend on the row count.
+counts (kernels/shapes.py), at which the kernels' sums did not depend on the row count.
 
 fp32: the CPU's float32 kernels sum a row in an order that depends on how many rows the call
 has, so the rows go through in blocks of a fixed size (Fp32Linear), the last one padded.
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt.kernels import shapes
 
 
 class Bf16Linear(nn.Module):
@@ -45,7 +45,7 @@ class Bf16Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.to(torch.bfloat16)
-        return padrows.linear(self._multiply, x, torch.bfloat16).float()
+        return shapes.linear(self._multiply, x, torch.bfloat16).float()
 
     def _multiply(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)

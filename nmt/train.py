@@ -67,7 +67,7 @@ class Trainer:
             model_cfg, len(self.bundle.src_vocab),
             {t: len(self.bundle.tgt_vocabs[t]) for t in self.tasks}, *self._pretrained(),
         ).to(self.device)
-        self.loss = BatchLoss(self.model, train_cfg.label_smoothing)
+        self.loss = BatchLoss(self.model, train_cfg.label_smoothing, train_cfg.kernels)
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 

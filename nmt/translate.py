@@ -226,8 +226,8 @@ def load_translator(path: Path, device: torch.device, precision: str = "fp32") -
     """
     from nmt.bundle import open_meta
     from nmt.config import resolve
+    from nmt.kernels.shapes import pad_output_layers
     from nmt.model import build_model
-    from nmt.padcols import pad_output_layers
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

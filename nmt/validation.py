@@ -41,7 +41,7 @@ def validate(model: Seq2Seq, bundle: Bundle, tasks: list[str], cfg: TrainConfig,
             with autocast(device, amp):
                 enc = model.encode(batch.src_tokens, batch.src_lengths)
                 hidden, _ = model.decoders[task](batch.tgt_in, enc)
-                part, _ = sequence_loss(model.decoders[task], hidden, batch.tgt_out, 0.0)
+                part, _ = sequence_loss(model.decoders[task].out_proj, hidden, batch.tgt_out, 0.0)
             loss_sum += part.float()  # summed on the device: one host sync per task
             tokens += batch.n_tgt_tokens
         outputs, _ = translate_window(translator, source_lines, task, opts, batch_size=64)

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
+from nmt import kernels
 from nmt.attention import AdditiveAttention
+
+BOTH = pytest.mark.parametrize("setting", ["auto", "plain"])
 
 
 def setup(seed=0):
@@ -13,9 +16,11 @@ def setup(seed=0):
     return attention, query, values, mask
 
 
-def test_matches_the_equation():
+@BOTH
+def test_matches_the_equation(setting):
     attention, query, values, mask = setup()
-    context, weights = attention(query, attention.memory(values, mask))
+    with kernels.use(setting):
+        context, weights = attention(query, attention.memory(values, mask))
     W_h, W_s, v = attention.key_proj.weight, attention.query_proj.weight, attention.energy.weight[0]
     for n in range(3):
         real = int(mask[n].sum())
@@ -27,51 +32,73 @@ def test_matches_the_equation():
         assert torch.allclose(context[n], expected @ values[n, :real], atol=1e-6)
 
 
-def test_padding_gets_no_weight_and_has_no_effect():
+@BOTH
+def test_padding_gets_no_weight_and_has_no_effect(setting):
     attention, query, values, mask = setup()
-    context, weights = attention(query, attention.memory(values, mask))
+    with kernels.use(setting):
+        context, weights = attention(query, attention.memory(values, mask))
+        noisy = values.masked_fill(~mask[..., None], 1e4)  # garbage at the padded positions
+        context2, weights2 = attention(query, attention.memory(noisy, mask))
     assert torch.all(weights[~mask] == 0)
     assert torch.allclose(weights.sum(-1), torch.ones(3))
-    noisy = values.masked_fill(~mask[..., None], 1e4)  # garbage at the padded positions
-    context2, weights2 = attention(query, attention.memory(noisy, mask))
     assert torch.equal(weights, weights2)
     assert torch.allclose(context, context2)
 
 
-def test_fully_masked_row_is_not_nan():
+@BOTH
+def test_fully_masked_row_is_not_nan(setting):
     attention, query, values, mask = setup()
     mask[1] = False
-    context, weights = attention(query, attention.memory(values, mask))
+    with kernels.use(setting):
+        context, weights = attention(query, attention.memory(values, mask))
     assert torch.isfinite(context).all() and torch.isfinite(weights).all()
 
 
-def test_shapes_and_gradients():
+@BOTH
+def test_shapes_and_gradients(setting):
     attention, query, values, mask = setup()
     query.requires_grad_(True)
     values.requires_grad_(True)
-    context, weights = attention(query, attention.memory(values, mask))
+    with kernels.use(setting):
+        context, weights = attention(query, attention.memory(values, mask))
     assert context.shape == (3, 6) and weights.shape == (3, 7)
     context.sum().backward()
     assert query.grad.abs().sum() > 0
     assert values.grad[~mask].abs().sum() == 0
 
 
+def test_sigmoid_form_equals_the_plain_equation():
+    """The fast kernel's sigmoid form (nmt/kernels/attention.py) against the plain tanh equation,
+    with two query rows (beams) reading each sentence's one row of memory."""
+    attention, _, values, mask = setup()
+    queries = torch.randn(6, 4)  # (N, Hd), N = 2 B
+    results = []
+    for setting in ("auto", "plain"):
+        with kernels.use(setting), torch.no_grad():
+            memory = attention.memory(values, mask)
+            assert memory.sigmoid == (setting == "auto")
+            picked = memory.select(torch.tensor([2, 0, 1]))
+            results.append([*attention(queries, memory), *attention(queries, picked)])
+    for fast, plain in zip(*results, strict=True):
+        assert torch.allclose(fast, plain, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("use_context", "use_weights"), [(True, False), (True, True), (False, True)]
 )
-def test_loop_form_equals_attend_with_gradients(use_context, use_weights):
-    """The training form (hand-written backward, gradients summed over steps) = plain autograd."""
+def test_loop_form_equals_plain_autograd(use_context, use_weights):
+    """The training loop with the hand-written backward (gradients summed over steps) against
+    the plain model's autograd, through the kernels setting."""
     attention, _, values, mask = setup()
     values.requires_grad_(True)
     queries = torch.randn(4, 3, 4, requires_grad=True)  # 4 steps
     params = [values, queries, *attention.parameters()]
 
-    def total(loop: bool) -> torch.Tensor:
-        memory = attention.memory(values, mask)
-        if loop:
+    def total(setting: str) -> torch.Tensor:
+        with kernels.use(setting):
+            memory = attention.memory(values, mask)
             attend = attention.loop(memory)
-        else:
-            attend = lambda q: attention.attend(q, memory)  # noqa: E731
+        assert memory.sigmoid == (setting == "auto")  # the fast kernel is what "auto" takes
         loss = torch.zeros(())
         for t, query in enumerate(queries):
             context, weights = attend(attention.query_proj(query))
@@ -81,9 +108,9 @@ def test_loop_form_equals_attend_with_gradients(use_context, use_weights):
                 loss = loss + (weights * torch.arange(7.0)).sum()
         return loss
 
-    plain = total(loop=False)
+    plain = total("plain")
     want = torch.autograd.grad(plain, params)
-    looped = total(loop=True)
+    looped = total("auto")
     got = torch.autograd.grad(looped, params)
     assert torch.allclose(looped, plain, atol=1e-6)
     for g, w in zip(got, want, strict=True):

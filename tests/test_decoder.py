@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from nmt import kernels
 from nmt.decoder import Decoder, DecoderState, gru_cell, lstm_cell, rnn_cell
 from nmt.embeddings import Embeddings
 from nmt.encoder import EncoderOutput
@@ -173,13 +174,18 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     expected_h = torch.tanh(decoder.bridge_h(enc.final)).view(3, 2, H).transpose(0, 1)
     assert torch.allclose(state.h, expected_h)
     assert torch.all(state.feed == 0)
-    assert torch.allclose(decoder.memory(enc).keys, 2 * decoder.attention.key_proj(enc.states))
+    keys = decoder.attention.key_proj(enc.states)
+    with kernels.use("plain"):
+        assert torch.allclose(decoder.memory(enc).keys, keys)
+    assert torch.allclose(decoder.memory(enc).keys, 2 * keys)  # the sigmoid form (nmt/kernels)
 
 
-@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2)])
-def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch):
-    """forward() with gradients uses the loop forms (steplinear.py, AdditiveAttention.loop):
-    every parameter's gradient equals plain autograd through the modules."""
+@pytest.mark.parametrize(
+    ("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2), ("gru", 2)]
+)
+def test_fast_kernels_equal_the_plain_decoder(cell, layers):
+    """forward() with gradients takes the loop forms (nmt/kernels/steplinear.py and attention.py):
+    the outputs and every parameter's gradient equal the plain decoder's autograd."""
     decoder, enc, tgt_in = make(cell, layers)
     enc.states.requires_grad_(True)
 
@@ -190,12 +196,10 @@ def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch)
                                          allow_unused=True)
 
     loss, got = grads()
-    monkeypatch.setattr("nmt.decoder.step_linear", lambda module: module)
-    monkeypatch.setattr(
-        "nmt.attention.AdditiveAttention.loop",
-        lambda self, memory: lambda q: self.attend(q, memory),
-    )
-    plain_loss, want = grads()
+    assert decoder._ops(decoder.memory(enc)).combine is not decoder.combine  # a loop form
+    with kernels.use("plain"):
+        assert decoder._ops(decoder.memory(enc)).combine is decoder.combine
+        plain_loss, want = grads()
     assert torch.allclose(loss, plain_loss, atol=1e-5)
     for g, w in zip(got, want, strict=True):
         assert (g is None) == (w is None)
@@ -204,7 +208,7 @@ def test_training_form_gradients_equal_plain_autograd(cell, layers, monkeypatch)
 
 
 def test_a_forward_pass_without_backward_frees_its_graph():
-    """The loop forms (steplinear.py, attention.py) must not keep a forward pass alive: one
+    """The loop forms (nmt/kernels) must not keep a forward pass alive: one
     with gradients that is never followed by backward (an exception, a user's evaluation with
     grad on) is freed as soon as its outputs are."""
     decoder, enc, tgt_in = make()

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from nmt import kernels
 from nmt.embeddings import Embeddings
 from nmt.encoder import Encoder, EncoderOutput
 from nmt.vocab import PAD
@@ -67,47 +68,48 @@ def test_dropout_is_active_in_training():
     assert not torch.allclose(encoder(tokens, lengths).states, encoder(tokens, lengths).states)
 
 
-def _outputs(encoder, path, emb, lengths):
-    states, final = getattr(encoder, path)(emb, lengths)
-    return [states, *(final if isinstance(final, tuple) else (final,))]
+def _outputs(encoder, tokens, lengths, setting):
+    with kernels.use(setting):
+        enc = encoder(tokens, lengths)
+    return [enc.states, enc.final, *([] if enc.final_cell is None else [enc.final_cell])]
 
 
 @pytest.mark.parametrize(("cell", "layers", "scale"),
                          [("lstm", 1, 1.0), ("gru", 1, 1.0), ("rnn", 1, 1.0), ("lstm", 2, 1.0),
-                          ("gru", 2, 1.0), ("lstm", 2, 30.0)])
-def test_unpacked_calls_equal_the_packed_kernel(cell, layers, scale):
-    """The CPU's unpacked calls against nn.LSTM/GRU/RNN on packed sentences: the states, the
-    final summary and every gradient (empty sentences encode one padded position; columns past
-    every length stay zero). Scaled weights and inputs push the gates' pre-activations far from
-    0: the LSTM's frozen cell state at padding must still be exact."""
+                          ("gru", 2, 1.0), ("rnn", 2, 1.0), ("lstm", 2, 30.0)])
+def test_fast_kernel_equals_the_packed_encoder(cell, layers, scale):
+    """The CPU's unpacked calls (nmt/kernels/encoder.py) against the plain encoder, nn.LSTM/GRU/RNN
+    on packed sentences: the states, the final summary and every gradient (an empty sentence
+    encodes one padded position; columns past every length stay zero). Scaled weights and
+    embeddings push the gates' pre-activations far from 0: the LSTM's frozen cell state at
+    padding must still be exact."""
     encoder, _, _ = make(cell, layers)
     with torch.no_grad():
-        for param in encoder.rnn.parameters():
+        for param in encoder.parameters():
             param.mul_(scale)
-    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])  # clamped to 1 by forward()
-    emb = torch.randn(7, 8, 5) * scale
+    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])
+    tokens = torch.full((7, 8), PAD)
+    for row, length in enumerate(lengths.tolist()):
+        tokens[row, :length] = torch.randint(4, 20, (length,))
     results = []
-    for path in ("_packed", "_unpacked"):
-        leaf = emb.clone().requires_grad_()
-        outputs = _outputs(encoder, path, leaf, lengths.clamp(min=1))
+    for setting in ("auto", "plain"):
+        outputs = _outputs(encoder, tokens, lengths, setting)
         torch.manual_seed(1)  # the same loss weights for both
         weights = [torch.randn_like(out) for out in outputs]
         sum((out * w).sum() for out, w in zip(outputs, weights, strict=True)).backward()
-        grads = [leaf.grad] + [p.grad.clone() for p in encoder.rnn.parameters()]
+        results.append((outputs, [p.grad.clone() for p in encoder.parameters()]))
         encoder.zero_grad()
-        results.append((outputs, grads))
-    (packed, packed_grads), (unpacked, unpacked_grads) = results
-    for a, b in zip(packed + packed_grads, unpacked + unpacked_grads, strict=True):
+    (fast, fast_grads), (plain, plain_grads) = results
+    for a, b in zip(fast + fast_grads, plain + plain_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-5 * scale), (a - b).abs().max()
-    assert torch.all(unpacked[0][:, 6:] == 0)
+    assert torch.all(fast[0][:, 6:] == 0)
 
 
 @NEEDS_BF16
-def test_unpacked_calls_in_bf16_stay_close():
+def test_fast_kernel_in_bf16_stays_close():
     encoder, tokens, lengths = make("lstm")
-    emb = encoder.embeddings(tokens)
-    reference = _outputs(encoder, "_packed", emb, lengths)
+    reference = _outputs(encoder, tokens, lengths, "plain")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        fast = _outputs(encoder, "_unpacked", emb, lengths)
+        fast = _outputs(encoder, tokens, lengths, "auto")
     for a, b in zip(reference, fast, strict=True):
         assert torch.allclose(a, b.float(), atol=0.03)

@@ -7,8 +7,8 @@ import torch
 
 from nmt.config import ModelConfig
 from nmt.errors import ConfigError
+from nmt.kernels.shapes import PaddedLinear
 from nmt.model import build_model
-from nmt.padcols import PaddedLinear
 from nmt.quantize import (
     Bf16Linear,
     Fp32Linear,
@@ -30,7 +30,7 @@ def translators(reversal_run):
 
 
 def _output_multiply(decoder):
-    """The Linear inside the output layer (padcols.PaddedLinear wraps it where V % 8 != 0)."""
+    """The Linear inside the output layer (shapes.PaddedLinear wraps it where V % 8 != 0)."""
     out = decoder.out_proj
     return out.linear if isinstance(out, PaddedLinear) else out
 

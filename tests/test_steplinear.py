@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nmt.steplinear import step_linear
+from nmt.kernels.steplinear import step_linear
 
 STEPS, BATCH, IN, OUT = 6, 3, 5, 5
 

@@ -5,8 +5,8 @@
 
 1. The fast paths on the device, one reference batch in fp32 without dropout: loss and every
    gradient against the CPU's (packed encoder and fixed-shape loss on CUDA; unpacked encoder
-   and row-selected loss on the CPU), and the training loop forms (steplinear.py,
-   AdditiveAttention.loop) against plain autograd; then the loss under the default precision
+   and row-selected loss on the CPU), and the fast kernels against the plain model
+   (`--kernels plain`: nmt/kernels); then the loss under the default precision
    (bf16 autocast where the GPU has it) against fp32.
 2. `nmt train` of the reference configuration for --steps updates in the default precision
    (steady-state target tokens/s from its log), then `nmt translate` of test_2016_flickr with
@@ -37,7 +37,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 from bench import NMT, ROOT, preprocess_multi30k, run, score, steady_tokens_per_s
@@ -48,19 +47,20 @@ from nmt.config import load_file, resolve
 from nmt.data import BucketSampler, make_batch
 from nmt.device import autocast, autocast_dtype, choose_device
 from nmt.dropout import Dropout
+from nmt.kernels import Kernels
 from nmt.loss import BatchLoss
 from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
 
 
-def _gradients(model: torch.nn.Module, batch: Any, task: str,
-               dtype: torch.dtype | None = None) -> tuple[float, list[torch.Tensor]]:
+def _gradients(model: torch.nn.Module, batch: Any, task: str, dtype: torch.dtype | None = None,
+               kernels: Kernels = "auto") -> tuple[float, list[torch.Tensor]]:
     """Per-token loss of `batch` and the gradient of every parameter (CPU copies)."""
     model.zero_grad(set_to_none=True)
     device = next(model.parameters()).device
     batch = batch.to(device)
     with autocast(device, dtype):
-        loss, _ = BatchLoss(model)(batch.src_tokens, batch.src_lengths, batch.tgt_in,
-                                   batch.tgt_out, task)
+        loss, _ = BatchLoss(model, kernels=kernels)(batch.src_tokens, batch.src_lengths,
+                                                    batch.tgt_in, batch.tgt_out, task)
     (loss / batch.n_tgt_tokens).backward()
     grads = [p.grad.detach().float().cpu() for p in model.parameters() if p.grad is not None]
     return float(loss.detach()) / batch.n_tgt_tokens, grads
@@ -72,16 +72,6 @@ def _difference(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     assert len(got) == len(want)
     scale = max(float(w.abs().max()) for w in want)
     return max(float((g - w).abs().max()) for g, w in zip(got, want, strict=True)) / scale
-
-
-@contextlib.contextmanager
-def _plain_autograd() -> Iterator[None]:
-    """The decoder without its loop forms: plain modules, autograd's own backward."""
-    with mock.patch("nmt.decoder.step_linear", lambda module: module), mock.patch(
-        "nmt.attention.AdditiveAttention.loop",
-        lambda self, memory: lambda query: self.attend(query, memory),
-    ):
-        yield
 
 
 def _no_dropout(model: torch.nn.Module) -> None:
@@ -106,8 +96,7 @@ def check_fast_paths(config: Path, bundle_dir: Path, device: torch.device) -> di
     batch = make_batch(source, target, indices, task)
     cpu_loss, cpu_grads = _gradients(cpu_model, batch, task)
     loss, grads = _gradients(model, batch, task)
-    with _plain_autograd():
-        plain_loss, plain_grads = _gradients(model, batch, task)
+    plain_loss, plain_grads = _gradients(model, batch, task, kernels="plain")
     dtype = autocast_dtype(device, "auto")
     auto_loss, _ = _gradients(model, batch, task, dtype)
     return {

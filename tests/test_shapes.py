@@ -1,4 +1,4 @@
-"""The padded output layer (padcols.py) against the plain Linear it replaces."""
+"""Padded shapes (nmt/kernels/shapes.py) against the bare multiplies they replace."""
 
 from __future__ import annotations
 
@@ -6,19 +6,53 @@ import pytest
 import torch
 from torch import nn
 
-from nmt import padcols
+from nmt import kernels
 from nmt.config import ModelConfig
+from nmt.kernels import shapes
+from nmt.kernels.shapes import PaddedLinear, pad_output_layers
 from nmt.model import build_model
-from nmt.padcols import PaddedLinear, pad_output_layers
 from nmt.quantize import Fp32Linear
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
 from conftest import write_reversal
 
 
+def test_buckets_are_few_and_never_smaller():
+    sizes = {shapes.bucket(m) for m in range(1, 4097)}
+    assert all(shapes.bucket(m) >= m for m in range(1, 4097))
+    assert len(sizes) <= 8 + 14  # multiples of 64 up to 512, of 256 up to 4096
+    assert shapes.bucket(64) == 64 and shapes.bucket(65) == 128 and shapes.bucket(513) == 768
+
+
+def test_padding_only_for_bf16_on_the_cpu():
+    x = torch.randn(3, 4)
+    assert not shapes.needs_padding(x, None)
+    assert not shapes.needs_padding(x, torch.float32)
+    assert shapes.needs_padding(x, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert shapes.needs_padding(x, None)
+
+
+def test_padded_rows_equal_the_layer_with_gradients():
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 6)
+    x = torch.randn(5, 7, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = layer(x)
+        got = shapes.linear(layer, x)
+    assert got.shape == want.shape == (5, 7, 6)
+    assert torch.equal(got, want)
+    g_want = torch.autograd.grad(want.float().sum(), [x, layer.weight])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = shapes.linear(layer, x)
+    g_got = torch.autograd.grad(got.float().sum(), [x, layer.weight])
+    for a, b in zip(g_got, g_want, strict=True):
+        assert torch.allclose(a, b, atol=1e-2)
+
+
 @pytest.mark.parametrize(("size", "want"), [(1, 8), (13, 16), (16, 16), (5477, 5480)])
 def test_padded_is_the_next_multiple_of_8(size, want):
-    assert padcols.padded(size) == want
+    assert shapes.padded(size) == want
 
 
 def test_padded_linear_computes_the_same_logits():
@@ -43,11 +77,11 @@ def test_only_unaligned_output_layers_are_swapped_and_shared_ones_stay_shared():
     assert type(aligned.decoders["de"].out_proj) is nn.Linear
 
 
-def test_translations_are_those_of_the_unpadded_model(reversal_run, tmp_path, monkeypatch):
+def test_translations_are_those_of_the_unpadded_model(reversal_run, tmp_path):
     padded = load_translator(reversal_run, torch.device("cpu"))
     assert isinstance(padded.model.decoders["rev"].out_proj, PaddedLinear)  # 21 target ids
-    monkeypatch.setattr(padcols, "pad_output_layers", lambda model: model)
-    plain = load_translator(reversal_run, torch.device("cpu"))
+    with kernels.use("plain"):
+        plain = load_translator(reversal_run, torch.device("cpu"))
     out = plain.model.decoders["rev"].out_proj  # fp32 translation wraps each Linear (quantize.py)
     assert type(out) is Fp32Linear and type(out.linear) is nn.Linear
     write_reversal(tmp_path / "probe", 60, seed=3)

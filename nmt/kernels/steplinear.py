@@ -1,5 +1,8 @@
 """Linear layers applied at every step of the decoder loop, with weight gradients taken once.
 
+Plain twin: the nn.Linear module called at each step (Decoder._ops with kernels "plain"). Tests:
+tests/test_steplinear.py, and tests/test_decoder.py::test_fast_kernels_equal_the_plain_decoder.
+
 Autograd differentiates `F.linear(x_t, W)` at each of the T steps on its own: a (out, B) x (B, in)
 multiply for dW per step, T - 1 additions of the whole (out, in) gradient, a sum for db. But the
 weight gradient does not feed the recurrence: dW = sum_t dy_t^T x_t = dY^T X over all steps at
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt import padrows
+from nmt.kernels import shapes
 
 
 class _Records:
@@ -47,7 +50,7 @@ class _Tap(torch.autograd.Function):
                 dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
         ctx.records = records
         ctx.set_materialize_grads(False)  # the steps give no gradient here; none is made
-        return _cast(weight, dtype), None if bias is None else _cast(bias, dtype)
+        return new_cast(weight, dtype), None if bias is None else new_cast(bias, dtype)
 
     @staticmethod
     def backward(ctx: Any, *_: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -58,15 +61,16 @@ class _Tap(torch.autograd.Function):
             return None, None, None, None
         x = torch.cat(inputs)  # (T*B, in)
         grad = torch.cat(grads).to(x.dtype)  # (T*B, out)
-        if padrows.needs_padding(x, x.dtype):  # zero rows add nothing to the sums below
-            x, grad = padrows.pad_rows(x), padrows.pad_rows(grad)
+        if shapes.needs_padding(x, x.dtype):  # zero rows add nothing to the sums below
+            x, grad = shapes.pad_rows(x), shapes.pad_rows(grad)
         grad_weight = grad.t() @ x if ctx.needs_input_grad[0] else None  # (out, in)
         grad_bias = grad.sum(0, dtype=torch.float32) if ctx.needs_input_grad[1] else None  # (out,)
         return grad_weight, grad_bias, None, None
 
 
-def _cast(tensor: Tensor, dtype: torch.dtype) -> Tensor:
-    """A new tensor (a view if no cast is needed): a Function must not return its input."""
+def new_cast(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """`tensor` in `dtype` as a new tensor (a view if no cast is needed): an autograd Function
+    must not return its input."""
     return tensor.view_as(tensor) if tensor.dtype == dtype else tensor.to(dtype)
 
 
