@@ -21,8 +21,9 @@ def evaluate(
         Path | None, typer.Option(help="Hypothesis file (detokenized, one line per reference).")
     ] = None,
     model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Translate --src with this model, then score."),
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Translate --src with this model, then score "
+                     "(several: an ensemble, as in `nmt translate`)."),
     ] = None,
     src: Annotated[
         Path | None, typer.Option(help="Source file to translate (with --model).")
@@ -47,7 +48,7 @@ def evaluate(
 
     metrics = ("bleu", "chrf", "ter") if ter else ("bleu", "chrf")
     with console.cli_errors():
-        if (hyp is None) == (model is None):
+        if (hyp is None) == (not model):
             raise ConfigError("give either --hyp, or --model with --src")
         report: dict[str, list] = {}
         if hyp is not None:
@@ -60,7 +61,7 @@ def evaluate(
                 raise ConfigError("--model needs --src")
             from nmt.config import DecodeOptions
             from nmt.device import choose_device, set_threads
-            from nmt.translate import load_translator, search_options, translate_stream
+            from nmt.translate import load_translator, translations
 
             opts = DecodeOptions(**decoding)
             set_threads(threads)
@@ -70,8 +71,7 @@ def evaluate(
             for name, path in pairs:
                 name = translator.check_task(name)
                 sources, refs = read_pair(src, Path(path))
-                outputs = translate_stream(translator, sources, name, search_options(opts),
-                                           opts.batch_size, opts.batch_tokens, opts.window)
+                outputs = translations(translator, sources, opts, name)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)
         _print(report, as_json)
 

@@ -16,8 +16,10 @@ from nmt.config import CONFIG_CLASSES, DecodeOptions, option_name
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Threads = Annotated[int, typer.Option(min=0, help="CPU threads (0 = one per core).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")]
-RunPath = Annotated[
-    Path, typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file.")
+RunPaths = Annotated[
+    list[Path],
+    typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file; "
+                 "repeat for an ensemble (the models share their vocabularies)."),
 ]
 
 _PANELS = {"ModelConfig": "Model", "TrainConfig": "Training"}
