@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
+from nmt import runlog
 from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.textio import atomic_write
 
@@ -200,12 +201,10 @@ def prune(directory: Path, keep_last: int) -> None:
 
 def find(path: Path) -> Path:
     """A run directory means its best checkpoint (else its newest); a file means itself."""
-    from nmt.runlog import BEST
-
     path = Path(path)
     if path.is_dir():
-        if (path / BEST).is_file():
-            return path / BEST
+        if (path / runlog.BEST).is_file():
+            return path / runlog.BEST
         found = step_checkpoints(path)
         if not found:
             raise CheckpointError(f"{path}: no checkpoint in this directory")

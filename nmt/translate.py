@@ -131,7 +131,8 @@ class Translator:
         ).to(self.device)
         decoder, enc = self.encode(batch, task)
         if opts.sampling is not None:
-            sampler = Sampler(opts.sampling, lines, int(max_lengths.max()) + 1, self.device)
+            seeds = lines or range(len(batch))  # a batch on its own: its rows are its lines
+            sampler = Sampler(opts.sampling, seeds, int(max_lengths.max()) + 1, self.device)
             return search.greedy(decoder, enc, max_lengths, return_attention, sampler)
         if opts.beam <= 1 and opts.n_best <= 1:
             return search.greedy(decoder, enc, max_lengths, return_attention)
