@@ -160,7 +160,7 @@ class DecodeOptions:
                 "the seed and its line number.", "min": 0})
 
     def __post_init__(self) -> None:
-        from nmt.sampling import Sampling
+        from nmt.sampling import Sampling  # imports torch: not for `nmt --help`
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
