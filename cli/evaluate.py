@@ -29,8 +29,9 @@ def evaluate(
                      "compare systems: the first is the baseline of the paired tests."),
     ] = None,
     model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Translate --src with this model, then score."),
+        list[Path] | None,
+        typer.Option("--model", "-m", help="Translate --src with this model, then score "
+                     "(several: an ensemble, as in `nmt translate`)."),
     ] = None,
     src: Annotated[
         Path | None, typer.Option(help="Source file to translate (with --model).")
@@ -58,8 +59,9 @@ def evaluate(
         int, typer.Option(min=1, help="Paired approximate randomization trials (with several "
                           "--hyp).")
     ] = 10000,
-    seed: Annotated[
-        int, typer.Option(min=1, help="Seed of the paired tests (12345 is sacreBLEU's).")
+    paired_seed: Annotated[
+        int, typer.Option(min=1, help="Seed of the paired tests (12345 is sacreBLEU's); "
+                          "--seed is the seed of --sample.")
     ] = 12345,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
@@ -81,7 +83,7 @@ def evaluate(
 
     metrics = Metrics(("bleu", "chrf", "ter") if ter else ("bleu", "chrf"), lowercase, tokenize)
     with console.cli_errors():
-        if bool(hyp) == (model is not None):
+        if bool(hyp) == bool(model):
             raise ConfigError("give either --hyp, or --model with --src")
         report: dict[str, list] = {}
         if hyp:
@@ -92,7 +94,7 @@ def evaluate(
                 _print_sentences(systems, refs, metrics)
                 return
             if len(systems) > 1:
-                _print_comparison(compare(systems, refs, metrics, resamples, trials, seed),
+                _print_comparison(compare(systems, refs, metrics, resamples, trials, paired_seed),
                                   as_json)
                 return
             report[task or "hyp"] = score_corpus(systems[0][1], refs, metrics)
@@ -104,7 +106,7 @@ def evaluate(
                 raise ConfigError("--model needs --src")
             from nmt.config import DecodeOptions
             from nmt.device import choose_device, set_threads
-            from nmt.translate import load_translator, search_options, translate_stream
+            from nmt.translate import load_translator, translations
 
             opts = DecodeOptions(**decoding)
             set_threads(threads)
@@ -114,8 +116,7 @@ def evaluate(
             for name, path in pairs:
                 name = translator.check_task(name)
                 sources, refs = read_pair(src, Path(path))
-                outputs = translate_stream(translator, sources, name, search_options(opts),
-                                           opts.batch_size, opts.batch_tokens, opts.window)
+                outputs = translations(translator, sources, opts, name)
                 report[name] = score_lines([o.text for o in outputs], refs, metrics)
         _print(report, as_json)
 

@@ -14,7 +14,8 @@ from nmt import __version__
 from nmt_cli import console
 
 app = typer.Typer(
-    help="RNN-attention neural machine translation: preprocess, train, translate, evaluate.",
+    help="RNN-attention neural machine translation: preprocess, train, translate, score, "
+    "evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -47,10 +48,11 @@ from nmt_cli.average import average  # noqa: E402
 from nmt_cli.evaluate import evaluate  # noqa: E402
 from nmt_cli.plot import plot  # noqa: E402
 from nmt_cli.preprocess import preprocess  # noqa: E402
+from nmt_cli.score import score  # noqa: E402
 from nmt_cli.train import train  # noqa: E402
 from nmt_cli.translate import translate  # noqa: E402
 
-for command in (preprocess, train, translate, evaluate, average, plot):
+for command in (preprocess, train, translate, score, evaluate, average, plot):
     app.command()(command)
 
 

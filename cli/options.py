@@ -16,8 +16,10 @@ from nmt.config import CONFIG_CLASSES, DecodeOptions, option_name
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Threads = Annotated[int, typer.Option(min=0, help="CPU threads (0 = one per core).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")]
-RunPath = Annotated[
-    Path, typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file.")
+RunPaths = Annotated[
+    list[Path],
+    typer.Option("--model", "-m", help="A run directory (its best checkpoint) or a .pt file; "
+                 "repeat for an ensemble (the models share their vocabularies)."),
 ]
 
 _PANELS = {"ModelConfig": "Model", "TrainConfig": "Training"}
@@ -42,12 +44,18 @@ def config_parameters() -> list[inspect.Parameter]:
     return params
 
 
-def decoding_parameters() -> list[inspect.Parameter]:
-    """One keyword-only option per field of DecodeOptions, with its default (a Literal field is
-    a choice that Typer checks)."""
+# The decoding options that forced decoding (`nmt score`) reads.
+SCORING = ("precision", "alpha", "batch_size", "batch_tokens", "window")
+
+
+def decoding_parameters(names: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+    """One keyword-only option per field of DecodeOptions (those of `names`; all by default),
+    with its default (a Literal field is a choice that Typer checks)."""
     hints = typing.get_type_hints(DecodeOptions)
     params = []
     for field in dataclasses.fields(DecodeOptions):
+        if names and field.name not in names:
+            continue
         hint = hints[field.name]
         option = typer.Option(f"--{option_name(field.name)}", help=field.metadata["help"],
                               min=field.metadata.get("min"), rich_help_panel="Decoding")
@@ -65,6 +73,11 @@ def with_decoding_options(func: Any) -> Any:
     """Append the decoding options (shared by translate and evaluate) to a command's signature;
     the command takes them as **settings and builds DecodeOptions(**settings)."""
     return _append_options(func, decoding_parameters())
+
+
+def with_scoring_options(func: Any) -> Any:
+    """Append the decoding options of `nmt score` (SCORING) to a command's signature."""
+    return _append_options(func, decoding_parameters(SCORING))
 
 
 def _append_options(func: Any, params: list[inspect.Parameter]) -> Any:

@@ -19,13 +19,19 @@ import re
 import shutil
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import torch
 
-from nmt.errors import CheckpointError
+from nmt import runlog
+from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.textio import atomic_write
+
+if TYPE_CHECKING:
+    from nmt.bundle import Bundle
+    from nmt.model import Seq2Seq
 
 FORMAT = "nmt-checkpoint"
 VERSION = 1
@@ -193,14 +199,74 @@ def prune(directory: Path, keep_last: int) -> None:
         path.unlink(missing_ok=True)
 
 
+def find(path: Path) -> Path:
+    """A run directory means its best checkpoint (else its newest); a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / runlog.BEST).is_file():
+            return path / runlog.BEST
+        found = step_checkpoints(path)
+        if not found:
+            raise CheckpointError(f"{path}: no checkpoint in this directory")
+        return found[-1][1]
+    return path
+
+
+def load_inference(path: Path) -> dict[str, Any]:
+    """What a trained model is rebuilt from (INFERENCE_KEYS), mapped from the file rather than
+    read: the optimizer state is never touched."""
+    return load(path, mmap=True, keys=INFERENCE_KEYS)
+
+
+@dataclass
+class LoadedModel:
+    """A trained model rebuilt from a checkpoint, with what translation needs beside it."""
+
+    path: Path  # the checkpoint file read
+    model: Seq2Seq  # on the device, in eval mode; training-only decoders are not built
+    meta: Bundle  # tokenizers and vocabularies (the bundle without its splits)
+    files: dict[str, bytes]  # the meta files (manifest, vocabularies, tokenizer models)
+    tasks: tuple[str, ...]  # decoders that translate
+    max_len: int  # longest source the model was trained on (tokens)
+
+
+def load_model(path: Path, device: torch.device) -> LoadedModel:
+    """Rebuild the model of a run directory (its best checkpoint) or checkpoint file; no code
+    is run from the file. Errors in what it holds name the checkpoint."""
+    from nmt.bundle import open_meta
+    from nmt.config import resolve
+    from nmt.model import build_model
+
+    found = find(path)
+    state = load_inference(found)
+    try:
+        model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
+        # The meta files are read from memory: loading a model writes nothing.
+        files = {name: data.numpy().tobytes() for name, data in state["meta"].items()}
+        meta = open_meta(files, Path("meta"))
+    except (ConfigError, DataError) as err:
+        raise CheckpointError(f"{found}: {err}") from None
+    tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
+    # Built on the meta device, then given the checkpoint's tensors: no time spent on a random
+    # initialisation of weights about to be replaced.
+    with torch.device("meta"):
+        model = build_model(model_cfg, len(meta.src_vocab),
+                            {t: len(meta.tgt_vocabs[t]) for t in tasks})
+    dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
+    model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
+                          assign=True)
+    return LoadedModel(found, model.to(device).eval(), meta, files, tasks, train_cfg.max_len)
+
+
 def average(paths: list[Path]) -> dict[str, Any]:
-    """A checkpoint whose model weights are the mean of `paths` (inference-only: no optimizer)."""
+    """A checkpoint whose model weights are the mean of `paths` (inference-only: no optimizer);
+    each is read as load_model reads it."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    first = load(paths[0])
+    first = load_inference(paths[0])
     total = {k: v.double().clone() for k, v in first["model"].items() if v.is_floating_point()}
     for path in paths[1:]:
-        model = load(path)["model"]
+        model = load_inference(path)["model"]
         if model.keys() != first["model"].keys():
             raise CheckpointError(f"{path}: parameters differ from {paths[0]}")
         for key in total:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import tomllib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -99,10 +100,30 @@ class TrainConfig:
         "", "Task whose validation metric picks the best checkpoint; empty=mean."
     )
 
+    # The task settings are strings in files and checkpoints; these are their one parse.
+    @property
+    def task_list(self) -> tuple[str, ...]:
+        """--tasks as names; empty means all of the bundle's."""
+        return _items(self.tasks)
+
+    @property
+    def aux_task_list(self) -> tuple[str, ...]:
+        return _items(self.aux_tasks)
+
+    def task_weight_map(self, tasks: Sequence[str]) -> dict[str, float]:
+        """--task-weights ('de=1,fr=0.5') for each of `tasks`; a task not named weighs 1."""
+        weights = {task: 1.0 for task in tasks}
+        for name, weight in _weights(self.task_weights).items():
+            if name not in weights:
+                raise ConfigError(f"task-weights: {name!r} is not a task; tasks are "
+                                  f"{', '.join(tasks)}")
+            weights[name] = weight
+        return weights
+
 
 CONFIG_CLASSES = (ModelConfig, TrainConfig)
 
-# Of the decoders' multiplies at translation (quantize.py); auto: translate.auto_precision.
+# Of the decoders' multiplies at translation (precision.py); auto: precision.auto_precision.
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
@@ -127,11 +148,46 @@ class DecodeOptions:
         "help": "Source tokens per batch (0 = by sentences).", "min": 0})
     window: int = field(default=2000, metadata={
         "help": "Lines read and length-sorted at a time.", "min": 1})
+    sample: bool = field(default=False, metadata={
+        "help": "Draw each token at random instead of searching (back-translation); "
+                "reproducible with --seed, whatever the batch."})
+    temperature: float = field(default=1.0, metadata={
+        "help": "--sample: probabilities raised to 1/temperature (<1 sharper, >1 flatter)."})
+    top_k: int = field(default=0, metadata={
+        "help": "--sample: draw from the k most probable tokens only (0 = all).", "min": 0})
+    top_p: float = field(default=1.0, metadata={
+        "help": "--sample: draw from the fewest most probable tokens holding this much "
+                "probability (1 = all)."})
+    seed: int = field(default=0, metadata={
+        "help": "--sample: random seed; each line draws from its own generator seeded by "
+                "the seed and its line number.", "min": 0})
 
     def __post_init__(self) -> None:
+        from nmt.sampling import Sampling  # imports torch: not for `nmt --help`
+
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
                               f"got {self.precision!r}")
+        Sampling(self.temperature, self.top_k, self.top_p, self.seed)  # refuses bad values
+
+
+def _items(text: str) -> tuple[str, ...]:
+    """A comma-separated setting ('de, fr') as its items."""
+    return tuple(item for item in (part.strip() for part in text.split(",")) if item)
+
+
+def _weights(text: str) -> dict[str, float]:
+    """'de=1,fr=0.5' -> {name: weight}."""
+    weights = {}
+    for item in _items(text):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"task-weights: bad item {item!r} (expected TASK=WEIGHT)")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"task-weights: {value!r} is not a number") from None
+    return weights
 
 
 def option_name(key: str) -> str:
@@ -217,6 +273,7 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
         raise ConfigError("set batch-size or batch-tokens to a positive number")
     if not 0.0 <= train.label_smoothing < 1.0:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {train.label_smoothing}")
+    _weights(train.task_weights)  # a malformed item is refused before any work
 
 
 def load_file(path: Path | str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class DecoderState:
 
 # Cells: x_gates (N, G) is the input side of the pre-activation, bias included, h_gates (N, G)
 # the recurrent side W_hh h (+ b_hh for the GRU). The multiplies are the caller's, as module
-# calls, so that int8 translation (quantize.py) can swap them. Each returns (h, c); c is None
+# calls, so that int8 translation (precision.py) can swap them. Each returns (h, c); c is None
 # except for the LSTM.
 Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
@@ -140,7 +140,7 @@ class Decoder(nn.Module):
         """For search with frozen weights: layer 0's embedding part emb_proj(E[y]) for every token
         y, so that a step looks its rows up instead of multiplying (N, E) x (E, G), a lookup
         many times cheaper than the multiply (recipes/README.md). Taken in float32 before any
-        int8/bf16 swap (quantize.py), so it is also the more exact. Not made for tables over
+        int8/bf16 swap (precision.py), so it is also the more exact. Not made for tables over
         INPUT_TABLE_LIMIT values; `train()` drops it, as the weights will change."""
         rows, gates = self.embeddings.num_embeddings, self.emb_proj.out_features
         if rows * gates > INPUT_TABLE_LIMIT:

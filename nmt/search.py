@@ -46,13 +46,16 @@ Marian), so later steps compute live sentences only. On CPU this beats fixed sha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import torch
 from torch import Tensor
 
 from nmt.errors import ConfigError
 from nmt.vocab import BOS, EOS, PAD
+
+if TYPE_CHECKING:
+    from nmt.sampling import Sampler
 
 _NEG_INF = float("-inf")
 
@@ -120,12 +123,17 @@ def _max_lengths(max_lengths: Tensor, device: torch.device) -> tuple[Tensor, int
 
 @torch.inference_mode()
 def greedy(
-    decoder: StepDecoder, enc: Encoded, max_lengths: Tensor, return_attention: bool = False
+    decoder: StepDecoder,
+    enc: Encoded,
+    max_lengths: Tensor,
+    return_attention: bool = False,
+    sampler: Sampler | None = None,
 ) -> Hypotheses:
     """Most probable token at each step, for all sentences at once; scores are log P.
 
     The choice is an argmax of the logits (a softmax would not change it); only the chosen
-    token is normalised, for its score. Finished sentences leave the batch.
+    token is normalised, for its score. Finished sentences leave the batch. With a sampler
+    (sampling.py), each token is drawn from the sampler's candidates instead.
     """
     batch, src_len = enc.mask.shape
     device = enc.mask.device
@@ -139,9 +147,14 @@ def greedy(
     memory = decoder.memory(enc) if batch else None
     for t in range(steps):
         logits, state, attn = decoder.step(prev, state, memory)  # (N, V), (N, S)
-        logp, token = _candidates(logits, t >= max_len[alive], 1)  # (N, 1) each
-        token = token.squeeze(1)  # (N,)
-        scores[alive] += logp.squeeze(1)
+        must_end = t >= max_len[alive]  # (N,)
+        if sampler is None:
+            logp, token = _candidates(logits, must_end, 1)  # (N, 1) each
+            logp, token = logp.squeeze(1), token.squeeze(1)  # (N,)
+        else:
+            width = sampler.width or logits.size(1)
+            logp, token = sampler.choose(*_candidates(logits, must_end, width), alive, t)
+        scores[alive] += logp
         tokens[alive, t] = token
         if attention is not None:
             attention[alive, t] = attn.float()

@@ -44,17 +44,3 @@ class TaskSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count = int(state["count"])
         self.generator.set_state(state["generator"])
-
-
-def parse_weights(text: str, tasks: list[str]) -> dict[str, float]:
-    """'de=1,fr=0.5' -> {task: weight}; unnamed tasks weigh 1."""
-    weights = {task: 1.0 for task in tasks}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name not in weights:
-            raise ConfigError(f"task-weights: bad item {item!r}; tasks are {', '.join(tasks)}")
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"task-weights: {value!r} is not a number") from None
-    return weights

@@ -28,14 +28,10 @@ from nmt.errors import CheckpointError, ConfigError
 from nmt.loss import BatchLoss
 from nmt.model import build_model
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
-from nmt.tasks import TaskSchedule, parse_weights
+from nmt.tasks import TaskSchedule
 from nmt.validation import selection_score, validate
 
 Report = Callable[[dict[str, Any]], None]
-
-
-def _split_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 class Trainer:
@@ -54,14 +50,14 @@ class Trainer:
         if not train_cfg.data:
             raise ConfigError("no data bundle given (--data)")
         self.bundle = open_bundle(Path(train_cfg.data))
-        self.tasks = _split_list(train_cfg.tasks) or list(self.bundle.tasks)
+        self.tasks = list(train_cfg.task_list) or list(self.bundle.tasks)
         unknown = [t for t in self.tasks if t not in self.bundle.tasks]
         if unknown:
             raise ConfigError(
                 f"tasks {unknown} not in the bundle; it has {', '.join(self.bundle.tasks)}"
             )
-        self.aux_tasks = _split_list(train_cfg.aux_tasks)
-        self.weights = parse_weights(train_cfg.task_weights, self.tasks)
+        self.aux_tasks = list(train_cfg.aux_task_list)
+        self.weights = train_cfg.task_weight_map(self.tasks)
 
         self.model = build_model(
             model_cfg, len(self.bundle.src_vocab),

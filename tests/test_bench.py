@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nmt.device import native_bf16
-from nmt.translate import auto_precision
+from nmt.precision import auto_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes" / "bench"))

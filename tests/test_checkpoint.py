@@ -49,8 +49,8 @@ def test_not_a_checkpoint(tmp_path):
 def test_prune_and_average(tmp_path):
     for step in (1, 2, 3, 4):
         checkpoint.save(checkpoint.step_path(tmp_path, step),
-                        {"model": {"w": torch.full((2,), float(step)), "n": torch.tensor(step)},
-                         "model_config": {}, "step": step})
+                        {**_inference_payload(), "step": step,
+                         "model": {"w": torch.full((2,), float(step)), "n": torch.tensor(step)}})
     checkpoint.prune(tmp_path, keep_last=2)
     kept = checkpoint.step_checkpoints(tmp_path)
     assert [s for s, _ in kept] == [3, 4]

@@ -167,7 +167,7 @@ def test_cli_compares_systems(runner, tmp_path):
         "100",
         "--trials",
         "200",
-        "--seed",
+        "--paired-seed",
         "3",
     ]
     table = runner.invoke(app, args)
@@ -223,8 +223,9 @@ def test_cli_bad_tokenize_and_seed_are_refused(runner, tmp_path):
     hyp, ref = _write(tmp_path / "hyp", HYPS), _write(tmp_path / "ref", REFS)
     bad = runner.invoke(app, ["evaluate", "--hyp", hyp, "--ref", ref, "--tokenize", "moses"])
     assert bad.exit_code == 2 and "'13a', 'intl'" in " ".join(bad.stderr.replace("│", " ").split())
-    zero = runner.invoke(app, ["evaluate", "--hyp", hyp, "--hyp", hyp, "--ref", ref, "--seed", "0"])
-    assert zero.exit_code == 2 and "--seed" in zero.stderr
+    args = ["evaluate", "--hyp", hyp, "--hyp", hyp, "--ref", ref, "--paired-seed", "0"]
+    zero = runner.invoke(app, args)
+    assert zero.exit_code == 2 and "--paired-seed" in zero.stderr
 
 
 def test_cli_model_path_takes_lowercase_and_tokenize(runner, tmp_path, reversal_run):

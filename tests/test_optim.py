@@ -2,7 +2,7 @@ import torch
 
 from nmt.config import resolve
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
-from nmt.tasks import TaskSchedule, parse_weights
+from nmt.tasks import TaskSchedule
 
 
 def test_clipping_bounds_global_norm():
@@ -64,4 +64,5 @@ def test_task_schedules():
 
 
 def test_task_weights():
-    assert parse_weights("fr=0.5", ["de", "fr"]) == {"de": 1.0, "fr": 0.5}
+    _, cfg = resolve({"task-weights": "fr=0.5"})
+    assert cfg.task_weight_map(["de", "fr"]) == {"de": 1.0, "fr": 0.5}

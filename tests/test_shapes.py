@@ -11,7 +11,7 @@ from nmt.config import ModelConfig
 from nmt.kernels import shapes
 from nmt.kernels.shapes import PaddedLinear, pad_output_layers
 from nmt.model import build_model
-from nmt.quantize import Fp32Linear
+from nmt.precision import Fp32Linear
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
 from conftest import write_reversal
@@ -82,7 +82,7 @@ def test_translations_are_those_of_the_unpadded_model(reversal_run, tmp_path):
     assert isinstance(padded.model.decoders["rev"].out_proj, PaddedLinear)  # 21 target ids
     with kernels.use("plain"):
         plain = load_translator(reversal_run, torch.device("cpu"))
-    out = plain.model.decoders["rev"].out_proj  # fp32 translation wraps each Linear (quantize.py)
+    out = plain.model.decoders["rev"].out_proj  # fp32 translation wraps each Linear (precision.py)
     assert type(out) is Fp32Linear and type(out.linear) is nn.Linear
     write_reversal(tmp_path / "probe", 60, seed=3)
     lines = (tmp_path / "probe.sym").read_text().splitlines()

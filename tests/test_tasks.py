@@ -141,3 +141,15 @@ def test_cli_task_selection_and_per_task_scores(corpus, tmp_path, runner):
     assert scored.exit_code == 0, scored.stderr
     report = json.loads(scored.stdout)
     assert set(report) == {"rev", "cpy"} and "BLEU" in report["cpy"]
+
+
+def test_task_settings_are_parsed_once_in_the_config():
+    _, cfg = resolve({"tasks": " de, fr ,", "aux-tasks": "fr", "task-weights": "de=2, fr=0.5"})
+    assert cfg.task_list == ("de", "fr") and cfg.aux_task_list == ("fr",)
+    assert cfg.task_weight_map(cfg.task_list) == {"de": 2.0, "fr": 0.5}
+    assert resolve({})[1].task_list == ()  # empty: all of the bundle's
+    for bad, message in (("de", "expected TASK=WEIGHT"), ("de=x", "'x' is not a number")):
+        with pytest.raises(ConfigError, match=message):  # at resolve, before any work
+            resolve({"task-weights": bad})
+    with pytest.raises(ConfigError, match="'cs' is not a task; tasks are de, fr"):
+        resolve({"task-weights": "cs=1"})[1].task_weight_map(["de", "fr"])

@@ -104,9 +104,7 @@ def test_loaded_model_equals_a_freshly_built_one(translator, reversal_run):
     from nmt import checkpoint
     from nmt.config import resolve
     from nmt.model import build_model
-    from nmt.translate import find_checkpoint
-
-    state = checkpoint.load(find_checkpoint(reversal_run))
+    state = checkpoint.load(checkpoint.find(reversal_run))
     model_cfg, _ = resolve(state["model_config"], state["train_config"])
     vocabs = {t: state["model"][f"decoders.{t}.out_proj.weight"].shape[0] for t in state["tasks"]}
     plain = build_model(model_cfg, state["model"]["encoder.embeddings.weight"].shape[0], vocabs)
@@ -120,5 +118,27 @@ def test_loaded_model_equals_a_freshly_built_one(translator, reversal_run):
     with torch.inference_mode():
         expected, _ = plain.decoders["rev"](tgt, plain.encode(src, lengths))
         got, _ = fast.decoders["rev"](tgt, fast.encode(src, lengths))
-    # Translation multiplies rows in fixed blocks (quantize.Fp32Linear): sums round differently.
+    # Translation multiplies rows in fixed blocks (precision.Fp32Linear): sums round differently.
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_translate_file_writes_n_best_and_resumes_without_a_subprocess(translator, tmp_path):
+    from nmt.config import DecodeOptions
+    from nmt.translate import translate_file
+
+    source = tmp_path / "in.txt"
+    source.write_text("".join(line + "\n" for line in SENTENCES))
+    opts = DecodeOptions(beam=2, window=2)
+    full, done = tmp_path / "full.txt", []
+    translate_file(translator, source, full, opts, n_best=2, on_line=done.append)
+    lines = full.read_text().splitlines(keepends=True)
+    assert len(lines) == 2 * len(SENTENCES) and done == list(range(len(SENTENCES) + 1))
+    assert [line.split(" ||| ")[0] for line in lines] == [str(i // 2) for i in range(len(lines))]
+    out = tmp_path / "out.txt"
+    (tmp_path / "out.txt.partial").write_text("".join(lines[:5]) + lines[5][:4])
+    done.clear()
+    translate_file(translator, source, out, opts, n_best=2, resume=True, on_line=done.append)
+    assert out.read_text() == full.read_text()
+    assert done[0] == 2  # two whole groups were kept
+    with pytest.raises(ConfigError, match="--resume needs"):
+        translate_file(translator, None, out, opts, resume=True)

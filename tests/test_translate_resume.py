@@ -124,8 +124,11 @@ def test_a_refused_write_keeps_the_old_output_and_resumes(tmp_path, reversal_run
 
 
 @pytest.mark.parametrize("options", [[], ["--beam", "2", "--precision", "fp32",
-                                          "--batch-size", "3", "--alpha", "0.5"]])
+                                          "--batch-size", "3", "--alpha", "0.5"],
+                                     ["-m", "ENSEMBLE", "--sample", "--temperature", "0.1"]])
 def test_evaluate_model_scores_what_translate_writes(runner, tmp_path, reversal_run, options):
+    # An ensemble with the run's checkpoint of step 100 (the same vocabularies).
+    options = [str(reversal_run / "ckpt-00000100.pt") if o == "ENSEMBLE" else o for o in options]
     write_reversal(tmp_path / "probe", 60, seed=8)
     source, ref = tmp_path / "probe.sym", tmp_path / "probe.rev"
     hyp = tmp_path / "hyp.txt"

@@ -78,7 +78,7 @@ def pad_output(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | No
 class PaddedLinear(nn.Module):
     """A Linear layer for inference whose multiply runs on padded output columns; the result is a
     view of the first `out_features` columns. `linear` holds the padded weights, so low-precision
-    decoding (quantize.py) swaps it like any other Linear."""
+    decoding (precision.py) swaps it like any other Linear."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()

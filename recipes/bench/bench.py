@@ -137,7 +137,7 @@ def bench_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from nmt.device import autocast_dtype, native_bf16
-    from nmt.translate import auto_precision
+    from nmt.precision import auto_precision
 
     cpu = torch.device("cpu")
     torch.set_num_threads(args.threads)  # auto's probe times the runs' thread count

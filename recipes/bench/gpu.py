@@ -49,7 +49,8 @@ from nmt.device import autocast, autocast_dtype, choose_device
 from nmt.dropout import Dropout
 from nmt.kernels import Kernels
 from nmt.loss import BatchLoss
-from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
+from nmt.precision import auto_precision
+from nmt.translate import SearchOptions, load_translator, translate_stream
 
 
 def _gradients(model: torch.nn.Module, batch: Any, task: str, dtype: torch.dtype | None = None,

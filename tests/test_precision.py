@@ -9,15 +9,16 @@ from nmt.config import ModelConfig
 from nmt.errors import ConfigError
 from nmt.kernels.shapes import PaddedLinear
 from nmt.model import build_model
-from nmt.quantize import (
+from nmt.precision import (
     Bf16Linear,
     Fp32Linear,
     Int8Linear,
+    auto_precision,
     bf16_decoders,
     int8_available,
-    quantize_decoders,
+    int8_decoders,
 )
-from nmt.translate import SearchOptions, auto_precision, load_translator, translate_stream
+from nmt.translate import SearchOptions, load_translator, translate_stream
 
 from conftest import write_reversal
 
@@ -67,9 +68,9 @@ def test_the_input_table_is_the_float32_projection(translators, precision):
         assert torch.allclose(table, plain.emb_proj(plain.embeddings.weight), atol=1e-6)
 
 
-@pytest.mark.parametrize("swap", [quantize_decoders, bf16_decoders])
+@pytest.mark.parametrize("swap", [int8_decoders, bf16_decoders])
 def test_an_output_layer_that_decoders_share_is_swapped_in_each(swap):
-    if swap is quantize_decoders and not int8_available():
+    if swap is int8_decoders and not int8_available():
         pytest.skip("this PyTorch has no dynamic int8")
     cfg = ModelConfig(emb_size=8, hidden_size=8, share_decoder_embeddings=True)
     model = swap(build_model(cfg, 11, {"de": 13, "fr": 13}))
@@ -162,7 +163,7 @@ def test_unknown_precision_is_refused(reversal_run):
     (True, True, "int8"), (False, True, "int8"), (False, False, "fp32")])
 def test_auto_is_int8_on_the_cpu_even_with_bf16(reversal_run, monkeypatch, native, int8, want):
     monkeypatch.setattr("nmt.device.native_bf16", lambda device: native)
-    monkeypatch.setattr("nmt.quantize.int8_available", lambda: int8)
+    monkeypatch.setattr("nmt.precision.int8_available", lambda: int8)
     assert auto_precision(torch.device("cpu")) == want
     out = _output_multiply(load_translator(reversal_run, torch.device("cpu"), "auto").model
                            .decoders["rev"])
