@@ -65,4 +65,11 @@ def train(
             layers.append(cfg_mod.load_file(config))
         layers.append(settings)
         model_cfg, train_cfg = cfg_mod.resolve(*layers)
+        if train_cfg.init_from and resume is None:
+            from nmt.warmstart import model_settings
+
+            # The init run's model settings are the lowest layer: a setting given otherwise is
+            # checked against them (nmt.warmstart.init_weights).
+            layers.insert(0, model_settings(Path(train_cfg.init_from)))
+            model_cfg, train_cfg = cfg_mod.resolve(*layers)
         run_training(resume or out, model_cfg, train_cfg, resume=resume is not None, report=_report)

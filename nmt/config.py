@@ -52,6 +52,11 @@ class TrainConfig:
     """How to train: batching, optimisation, validation, checkpoints, device."""
 
     data: str = _opt("", "Data bundle directory (made by `nmt preprocess`).")
+    init_from: str = _opt(
+        "",
+        "Fine-tune: start from this run's weights (its best checkpoint, or a .pt file) with a "
+        "fresh optimizer, schedule and step count; the model settings are the init run's.",
+    )
     batch_size: int = _opt(64, "Sentences per batch (used when batch-tokens is 0).")
     batch_tokens: int = _opt(0, "Target tokens per batch; 0 means batch by batch-size.")
     max_len: int = _opt(100, "Longest source/target kept for training (tokens).")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmt import checkpoint, runlog
+from nmt import checkpoint, runlog, warmstart
 from nmt.bundle import open_bundle
 from nmt.config import ModelConfig, TrainConfig, dump_toml, to_dict
 from nmt.data import BucketSampler, make_batch
@@ -124,6 +124,14 @@ class Trainer:
             data = (self.bundle.path / name).read_bytes()
             meta[name] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return meta
+
+    def warm_start(self) -> None:
+        """Fine-tuning: begin with the weights of the run `init_from` names (warmstart.py)."""
+        found, weights = warmstart.init_weights(Path(self.cfg.init_from), self.model_cfg,
+                                                self.bundle, self.tasks)
+        self.model.load_state_dict(weights)
+        if self.dist.main:
+            self.report({"kind": "info", "message": f"fine-tuning from {found}"})
 
     def exclusive(self, resume: bool) -> contextlib.AbstractContextManager:
         """Rank 0, the one writer, claims the run directory for the whole run (runlog.claim)."""
@@ -357,10 +365,13 @@ def train(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume:
           report: Report | None = None) -> dict[str, Any]:
     """Train (or resume) a model; the library entry point of `nmt train`.
 
+    With `init_from` a new run begins with that run's weights (warmstart.py); a resume does not.
     Only a run that finished writes RUN_DIR/done.json, last: a recipe's mark of a trained model.
     """
     trainer = Trainer(run_dir, model_cfg, train_cfg, report)
     try:
+        if train_cfg.init_from and not resume:
+            trainer.warm_start()
         with trainer.exclusive(resume):
             trainer.start(resume)
             summary = trainer.run()
