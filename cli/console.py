@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import typer
 from rich.console import Console
@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -43,14 +44,18 @@ def warn(message: str) -> None:
     stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
-def progress(transient: bool = False) -> Progress:
-    """A rich progress bar on stderr; disabled when quiet or stderr is not a terminal."""
+def progress(transient: bool = False, columns: Sequence[ProgressColumn] = ()) -> Progress:
+    """A rich progress bar on stderr; disabled when quiet or stderr is not a terminal. `columns`
+    replace the default ones (description, bar, done/total, elapsed and remaining time)."""
     return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *columns
+        or (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ),
         console=stderr,
         transient=transient,
         disable=_state["quiet"] or not sys.stderr.isatty(),

@@ -271,6 +271,9 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step += 1
+            if self.dist.main:  # for a progress display; epochs: with the current one's fraction
+                self.report({"kind": "step", "step": self.step, "epochs": min(
+                    s.epoch + s.position / len(s) for s in self.samplers.values())})
 
             stop_reason = self._stop_reason()
             if self.step % cfg.log_every == 0 or stop_reason:
@@ -281,7 +284,9 @@ class Trainer:
                 stop_reason = self._stop_reason()
                 window["time"] += time.perf_counter() - started  # tokens/s: training time only
         summary = {"step": self.step, "stopped": stop_reason, "best": self.best,
-                   "epochs": min(s.epoch for s in self.samplers.values())}
+                   "epochs": min(s.epoch for s in self.samplers.values()),
+                   "metric": cfg.valid_metric, "best_step": self.best_step,
+                   "elapsed_s": self.elapsed()}
         self.report({"kind": "done", **summary})
         return summary
 
