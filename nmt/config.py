@@ -82,6 +82,11 @@ class TrainConfig:
     patience: int = _opt(10, "Stop after this many validations without improvement; 0 = never.")
     keep_last: int = _opt(3, "Checkpoints kept besides the best.")
     log_every: int = _opt(100, "Log training metrics every N updates.")
+    tensorboard: str = _opt(
+        "",
+        "Also write loss, learning rate, validation metrics and throughput to TensorBoard "
+        "event files in this directory (needs the tensorboard package: the extra of that name).",
+    )
     seed: int = _opt(42, "Random seed (data order, initialisation, dropout).")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = _opt(

@@ -29,6 +29,7 @@ from nmt.loss import BatchLoss
 from nmt.model import build_model
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
 from nmt.tasks import TaskSchedule
+from nmt.tensorboard import Board
 from nmt.validation import selection_score, validate
 
 Report = Callable[[dict[str, Any]], None]
@@ -373,12 +374,16 @@ def train(run_dir: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, resume:
     With `init_from` a new run begins with that run's weights (warmstart.py); a resume does not.
     Only a run that finished writes RUN_DIR/done.json, last: a recipe's mark of a trained model.
     """
+    # First: without the package, --tensorboard fails before any work.
+    board = Board(Path(train_cfg.tensorboard)) if train_cfg.tensorboard else None
     trainer = Trainer(run_dir, model_cfg, train_cfg, report)
     try:
         if train_cfg.init_from and not resume:
             trainer.warm_start()
-        with trainer.exclusive(resume):
+        with trainer.exclusive(resume), contextlib.ExitStack() as stack:
             trainer.start(resume)
+            if board is not None and trainer.dist.main:
+                trainer.report = stack.enter_context(board.open(trainer.step, trainer.report))
             summary = trainer.run()
             if trainer.dist.main:
                 runlog.write_done(trainer.run_dir, summary)
