@@ -152,7 +152,7 @@ def train(
             from nmt.warmstart import model_settings
 
             # The init run's model settings are the lowest layer: a setting given otherwise is
-            # checked against them (nmt.warmstart.init_weights).
+            # checked against them (nmt.warmstart.warm_start).
             layers.insert(0, model_settings(Path(train_cfg.init_from)))
             model_cfg, train_cfg = cfg_mod.resolve(*layers)
         run_dir = resume or out

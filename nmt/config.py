@@ -57,6 +57,11 @@ class TrainConfig:
         "Fine-tune: start from this run's weights (its best checkpoint, or a .pt file) with a "
         "fresh optimizer, schedule and step count; the model settings are the init run's.",
     )
+    map_vocab: bool = _opt(
+        False,
+        "Fine-tune on other vocabularies: tokens shared with the init model keep its embedding "
+        "and output rows, new tokens start untrained (else differing vocabularies are an error).",
+    )
     batch_size: int = _opt(64, "Sentences per batch (used when batch-tokens is 0).")
     batch_tokens: int = _opt(0, "Target tokens per batch; 0 means batch by batch-size.")
     max_len: int = _opt(100, "Longest source/target kept for training (tokens).")

@@ -128,11 +128,10 @@ class Trainer:
 
     def warm_start(self) -> None:
         """Fine-tuning: begin with the weights of the run `init_from` names (warmstart.py)."""
-        found, weights = warmstart.init_weights(Path(self.cfg.init_from), self.model_cfg,
-                                                self.bundle, self.tasks)
-        self.model.load_state_dict(weights)
+        message = warmstart.warm_start(self.model, Path(self.cfg.init_from), self.model_cfg,
+                                       self.bundle, self.tasks, self.cfg.map_vocab)
         if self.dist.main:
-            self.report({"kind": "info", "message": f"fine-tuning from {found}"})
+            self.report({"kind": "info", "message": message})
 
     def exclusive(self, resume: bool) -> contextlib.AbstractContextManager:
         """Rank 0, the one writer, claims the run directory for the whole run (runlog.claim)."""

@@ -22,9 +22,12 @@ from conftest import write_reversal
 TRAINING = {"lr": 0.003, "batch-size": 32, "threads": 1, "log-every": 10, "patience": 0}
 
 
-def _bundle(root: Path, name: str, tgt: str = "rev", copy: bool = True, n: int = 0) -> Path:
+def _bundle(
+    root: Path, name: str, tgt: str = "rev", copy: bool = True, n: int = 0, extra: str = ""
+) -> Path:
     """A word-level bundle beside the reversal bundle's raw files: the copy task on the same
-    sentences (so the same vocabularies, ids included), or `n` new reversal pairs."""
+    sentences (so the same vocabularies, ids included), or `n` new reversal pairs; `extra`: a
+    training line added on both sides."""
     raw = root / name
     raw.mkdir()
     for split, seed in (("train", 7), ("valid", 8)):
@@ -34,6 +37,9 @@ def _bundle(root: Path, name: str, tgt: str = "rev", copy: bool = True, n: int =
             (raw / f"{split}.{tgt}").write_text(lines)  # the target is the source: copying
         else:
             write_reversal(raw / split, n, seed)
+    for side in ("sym", tgt):
+        with open(raw / f"train.{side}", "a") as handle:
+            handle.write(extra + "\n" if extra else "")
     build(
         PreprocessOptions(
             src="sym",
@@ -128,6 +134,49 @@ def test_resume_of_a_fine_tuning_run_does_not_apply_the_init_again(
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_map_vocab_carries_the_rows_of_shared_tokens(reversal_run, reversal_bundle, tmp_path):
+    """With --map-vocab a bundle with other vocabularies (other order, two new tokens) gets the
+    init model's embedding and output rows for every token the two share, looked up by spelling;
+    the new tokens keep their fresh rows."""
+    other = _bundle(
+        reversal_bundle.parent, f"map-{tmp_path.name}", copy=False, n=300, extra="new1 a new2"
+    )
+    init_state = checkpoint.load(reversal_run / "best.pt", keys=checkpoint.INFERENCE_KEYS)
+    settings = {"data": str(other), "init-from": str(reversal_run), "map-vocab": True}
+    messages: list[str] = []
+    trainer = Trainer(
+        tmp_path / "ft",
+        *resolve(init_state["model_config"], settings),
+        report=lambda record: messages.append(record["message"]),
+    )
+    fresh = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.warm_start()
+    assert "source: 23 of 25 tokens" in messages[0] and "target (rev): 23 of 25" in messages[0]
+
+    from nmt.bundle import open_bundle
+
+    init_vocab = open_bundle(reversal_bundle).src_vocab
+    new_vocab = trainer.bundle.src_vocab
+    assert new_vocab != init_vocab and len(new_vocab) == len(init_vocab) + 2
+    loaded = trainer.model.state_dict()
+    for key, vocab in (
+        ("encoder.embeddings.weight", new_vocab),
+        ("decoders.rev.embeddings.weight", trainer.bundle.tgt_vocabs["rev"]),
+        ("decoders.rev.out_proj.weight", trainer.bundle.tgt_vocabs["rev"]),
+        ("decoders.rev.out_proj.bias", trainer.bundle.tgt_vocabs["rev"]),
+    ):
+        old_vocab = open_bundle(reversal_bundle).tgt_vocabs["rev"] if "dec" in key else init_vocab
+        for i in range(len(vocab)):
+            token = vocab.token(i)
+            if token in old_vocab:
+                assert torch.equal(loaded[key][i], init_state["model"][key][old_vocab.index(token)])
+            else:
+                assert token.startswith("new") and torch.equal(loaded[key][i], fresh[key][i])
+    assert torch.equal(
+        loaded["encoder.rnn.weight_hh_l0"], init_state["model"]["encoder.rnn.weight_hh_l0"]
+    )
+
+
 def test_other_vocabularies_are_refused(reversal_run, reversal_bundle, tmp_path, runner):
     """A bundle built from other sentences orders its tokens differently: a one-line
     ConfigError names both sides, and no run directory is made."""
@@ -149,7 +198,7 @@ def test_other_vocabularies_are_refused(reversal_run, reversal_bundle, tmp_path,
     )
     assert result.exit_code == ConfigError.exit_code, result.stderr
     assert "the source vocabulary" in result.stderr and "target (rev)" in result.stderr
-    assert "first differing at id" in result.stderr
+    assert "first differing at id" in result.stderr and "--map-vocab" in result.stderr
     assert "Traceback" not in result.stderr and not run.exists()
 
 
