@@ -43,7 +43,8 @@ _TARGET_ROWS = ("embeddings.weight", "out_proj.weight", "out_proj.bias")
 
 
 def _open(path: Path) -> tuple[Path, dict[str, Any], ModelConfig, Bundle]:
-    """The init checkpoint (a run directory means its best.pt), its model settings and meta."""
+    """The init checkpoint (a run directory: its best.pt, else its newest), its contents, model
+    settings and meta files (vocabularies)."""
     found = find_checkpoint(path)
     state = checkpoint.load(found, mmap=True, keys=checkpoint.INFERENCE_KEYS)
     try:  # what the checkpoint holds for other modules to read: errors name the checkpoint
