@@ -97,8 +97,9 @@ def warm_start(
         ]
         raise ConfigError(
             f"{where}: the vocabularies of {bundle.path} differ from the init model's: "
-            f"{'; '.join(differences)}. Preprocess the new data with the init run's tokenizers "
-            "and vocabularies, or give --map-vocab to carry over the tokens they share"
+            f"{'; '.join(differences)}. Preprocess the new data with the init bundle's "
+            "tokenizers and vocabularies (nmt preprocess --spm-model, --vocab), or give "
+            "--map-vocab to carry over the tokens they share"
         )
     kept = ("encoder.", *(f"decoders.{t}." for t in tasks))
     weights = {k: v for k, v in state["model"].items() if k.startswith(kept)}
