@@ -22,7 +22,6 @@ from nmt.bundle import Bundle, open_meta
 from nmt.config import ModelConfig, option_name, resolve
 from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.model import Seq2Seq
-from nmt.translate import find_checkpoint
 from nmt.vocab import Vocabulary
 
 ARCHITECTURE = (
@@ -45,8 +44,8 @@ _TARGET_ROWS = ("embeddings.weight", "out_proj.weight", "out_proj.bias")
 def _open(path: Path) -> tuple[Path, dict[str, Any], ModelConfig, Bundle]:
     """The init checkpoint (a run directory: its best.pt, else its newest), its contents, model
     settings and meta files (vocabularies)."""
-    found = find_checkpoint(path)
-    state = checkpoint.load(found, mmap=True, keys=checkpoint.INFERENCE_KEYS)
+    found = checkpoint.find(path)
+    state = checkpoint.load_inference(found)
     try:  # what the checkpoint holds for other modules to read: errors name the checkpoint
         model_cfg, _ = resolve(state["model_config"])
         files = {name: data.numpy().tobytes() for name, data in state["meta"].items()}
