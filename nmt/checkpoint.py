@@ -31,6 +31,7 @@ from nmt.textio import atomic_write
 
 if TYPE_CHECKING:
     from nmt.bundle import Bundle
+    from nmt.config import ModelConfig, TrainConfig
     from nmt.model import Seq2Seq
 
 FORMAT = "nmt-checkpoint"
@@ -230,32 +231,54 @@ class LoadedModel:
     max_len: int  # longest source the model was trained on (tokens)
 
 
-def load_model(path: Path, device: torch.device) -> LoadedModel:
-    """Rebuild the model of a run directory (its best checkpoint) or checkpoint file; no code
-    is run from the file. Errors in what it holds name the checkpoint."""
+@dataclass
+class Contents:
+    """What a checkpoint holds for rebuilding its model: the file read, its tensors and settings,
+    and its meta files (vocabularies, tokenizers) opened from memory."""
+
+    path: Path
+    state: dict[str, Any]  # INFERENCE_KEYS
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    meta: Bundle
+    files: dict[str, bytes]
+
+
+def read(path: Path) -> Contents:
+    """The contents of a run directory's best checkpoint or of a checkpoint file; errors in what
+    it holds name the checkpoint. Loading writes nothing: the meta files are read from memory."""
     from nmt.bundle import open_meta
     from nmt.config import resolve
-    from nmt.model import build_model
 
     found = find(path)
     state = load_inference(found)
     try:
         model_cfg, train_cfg = resolve(state["model_config"], state["train_config"])
-        # The meta files are read from memory: loading a model writes nothing.
         files = {name: data.numpy().tobytes() for name, data in state["meta"].items()}
         meta = open_meta(files, Path("meta"))
     except (ConfigError, DataError) as err:
         raise CheckpointError(f"{found}: {err}") from None
+    return Contents(found, state, model_cfg, train_cfg, meta, files)
+
+
+def load_model(path: Path, device: torch.device) -> LoadedModel:
+    """Rebuild the model of a run directory (its best checkpoint) or checkpoint file; no code
+    is run from the file."""
+    from nmt.model import build_model
+
+    contents = read(path)
+    state, meta = contents.state, contents.meta
     tasks = tuple(t for t in state["tasks"] if t not in state.get("aux_tasks", []))
     # Built on the meta device, then given the checkpoint's tensors: no time spent on a random
     # initialisation of weights about to be replaced.
     with torch.device("meta"):
-        model = build_model(model_cfg, len(meta.src_vocab),
+        model = build_model(contents.model_cfg, len(meta.src_vocab),
                             {t: len(meta.tgt_vocabs[t]) for t in tasks})
     dropped = tuple(f"decoders.{t}." for t in state["tasks"] if t not in tasks)
     model.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith(dropped)},
                           assign=True)
-    return LoadedModel(found, model.to(device).eval(), meta, files, tasks, train_cfg.max_len)
+    return LoadedModel(contents.path, model.to(device).eval(), meta, contents.files, tasks,
+                       contents.train_cfg.max_len)
 
 
 def average(paths: list[Path]) -> dict[str, Any]:

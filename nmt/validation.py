@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from nmt import kernels
 from nmt.bundle import Bundle
 from nmt.config import TrainConfig
 from nmt.data import iterate_split
@@ -26,6 +27,12 @@ def validate(model: Seq2Seq, bundle: Bundle, tasks: list[str], cfg: TrainConfig,
              device: torch.device, amp: torch.dtype | None) -> Results:
     """Per task: teacher-forced loss and perplexity, and BLEU/chrF of greedy (or valid-beam)
     output against the normalised references."""
+    with kernels.use(cfg.kernels):  # validation runs the model training runs
+        return _validate(model, bundle, tasks, cfg, device, amp)
+
+
+def _validate(model: Seq2Seq, bundle: Bundle, tasks: list[str], cfg: TrainConfig,
+              device: torch.device, amp: torch.dtype | None) -> Results:
     model.eval()
     results = {}
     source_lines = list(read_lines(bundle.text_path("valid", "src")))

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from nmt import checkpoint
-from nmt.bundle import Bundle, open_meta
-from nmt.config import ModelConfig, option_name, resolve
-from nmt.errors import CheckpointError, ConfigError, DataError
+from nmt.bundle import Bundle
+from nmt.config import ModelConfig, option_name
+from nmt.errors import ConfigError
 from nmt.model import Seq2Seq
 from nmt.vocab import Vocabulary
 
@@ -41,24 +41,10 @@ CARRIED = (*ARCHITECTURE, "dropout")
 _TARGET_ROWS = ("embeddings.weight", "out_proj.weight", "out_proj.bias")
 
 
-def _open(path: Path) -> tuple[Path, dict[str, Any], ModelConfig, Bundle]:
-    """The init checkpoint (a run directory: its best.pt, else its newest), its contents, model
-    settings and meta files (vocabularies)."""
-    found = checkpoint.find(path)
-    state = checkpoint.load_inference(found)
-    try:  # what the checkpoint holds for other modules to read: errors name the checkpoint
-        model_cfg, _ = resolve(state["model_config"])
-        files = {name: data.numpy().tobytes() for name, data in state["meta"].items()}
-        meta = open_meta(files, Path("meta"))
-    except (ConfigError, DataError) as err:
-        raise CheckpointError(f"{found}: {err}") from None
-    return found, state, model_cfg, meta
-
-
 def model_settings(path: Path) -> dict[str, Any]:
     """The init run's model settings (CARRIED): the lowest layer of a fine-tuning run's config,
     under the config file and the command line."""
-    _, _, model_cfg, _ = _open(path)
+    model_cfg = checkpoint.read(path).model_cfg
     return {key: getattr(model_cfg, key) for key in CARRIED}
 
 
@@ -75,7 +61,8 @@ def warm_start(
     not match is a ConfigError that names it. With `map_vocab`, vocabularies that differ take the
     init model's embedding and output rows of the tokens they share (looked up by spelling); the
     other tokens keep `model`'s fresh rows."""
-    found, state, init_cfg, meta = _open(path)
+    init = checkpoint.read(path)
+    found, state, init_cfg, meta = init.path, init.state, init.model_cfg, init.meta
     where = f"--init-from {found}"
     _check_settings(where, model_cfg, init_cfg)
     missing = [t for t in tasks if t not in state["tasks"]]
