@@ -99,6 +99,15 @@ def runner() -> CliRunner:
 REVERSAL_SYMBOLS = "abcdefghijklmnopqrs"
 
 
+def symbol_lines(n: int, seed: int, longest: int = 40) -> list[str]:
+    """`n` seeded lines of 1-`longest` reversal symbols: probes whose batches mix lengths."""
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(1, longest)))
+            for _ in range(n)]
+
+
 def write_reversal(prefix: Path, n: int, seed: int) -> None:
     """The toy task: random symbol sequences (length 5-12) -> their reversal (PREFIX.sym/.rev)."""
     import random

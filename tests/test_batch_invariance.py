@@ -3,14 +3,12 @@ at each precision a user can pick (fp32, int8, bf16 where the CPU has it nativel
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
-from conftest import NEEDS_BF16, REVERSAL_SYMBOLS
+from conftest import NEEDS_BF16, symbol_lines
 
 PRECISIONS = ["auto", "fp32", "int8", pytest.param("bf16", marks=NEEDS_BF16)]
 
@@ -19,9 +17,7 @@ PRECISIONS = ["auto", "fp32", "int8", pytest.param("bf16", marks=NEEDS_BF16)]
 def probe() -> list[str]:
     """200 lines of 1-40 symbols: batches mix lengths (padding, rows of different scales) across
     the source blocks of translate.SOURCE_BLOCK."""
-    rng = random.Random(11)
-    return [" ".join(rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(1, 40)))
-            for _ in range(200)]
+    return symbol_lines(200, seed=11)
 
 
 def _outputs(translator, lines, beam: int, batch_size: int, window: int = 2000,

@@ -5,7 +5,6 @@ refused naming both."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,12 @@ from nmt.errors import ConfigError
 from nmt.translate import SearchOptions, load_translator, translate_stream
 from nmt_cli.main import app
 
-from conftest import REVERSAL_SYMBOLS
+from conftest import symbol_lines
 
 
 @pytest.fixture(scope="module")
 def probe() -> list[str]:
-    rng = random.Random(13)
-    return [
-        " ".join(rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(1, 40)))
-        for _ in range(120)
-    ]
+    return symbol_lines(120, seed=13)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ options' checks."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 from test_search import ScriptedDecoder, make_enc
@@ -15,7 +13,7 @@ from nmt.sampling import Sampler, Sampling
 from nmt.search import greedy
 from nmt.translate import load_translator, translations
 
-from conftest import REVERSAL_SYMBOLS
+from conftest import symbol_lines
 
 A, B, C = 4, 5, 6
 
@@ -51,10 +49,7 @@ def translator(reversal_run):
 
 @pytest.fixture(scope="module")
 def lines() -> list[str]:
-    rng = random.Random(3)
-    return [
-        " ".join(rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(1, 30))) for _ in range(60)
-    ] + ["", "a b"]
+    return symbol_lines(60, seed=3, longest=30) + ["", "a b"]
 
 
 def _sampled(translator, lines, skip: int = 0, **options) -> list[tuple[str, float]]:

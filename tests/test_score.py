@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -17,16 +16,12 @@ from nmt.search import length_penalty
 from nmt.translate import SearchOptions, load_translator, translate_stream
 from nmt_cli.main import app
 
-from conftest import REVERSAL_SYMBOLS
+from conftest import symbol_lines
 
 
 @pytest.fixture(scope="module")
 def probe() -> list[str]:
-    rng = random.Random(21)
-    return [
-        " ".join(rng.choice(REVERSAL_SYMBOLS) for _ in range(rng.randint(1, 40)))
-        for _ in range(100)
-    ]
+    return symbol_lines(100, seed=21)
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32"])

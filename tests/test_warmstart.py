@@ -63,6 +63,11 @@ def _model(path: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load(path)["model"]
 
 
+def _fine_tune(init: Path, data: Path, out: Path, *options: str) -> list[str]:
+    """`nmt train --init-from INIT --data DATA --out OUT OPTIONS...` as CLI arguments."""
+    return ["train", "--init-from", str(init), "--data", str(data), "--out", str(out), *options]
+
+
 def test_fine_tuning_moves_the_model_and_keeps_its_shapes(
     reversal_run, copy_bundle, tmp_path, runner
 ):
@@ -70,19 +75,7 @@ def test_fine_tuning_moves_the_model_and_keeps_its_shapes(
     from the init run; the step count starts again; the loss on the new task falls."""
     run = tmp_path / "ft"
     args = [f"--{k}={v}" for k, v in {**TRAINING, "max-steps": 100, "valid-every": 100}.items()]
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--init-from",
-            str(reversal_run),
-            "--data",
-            str(copy_bundle),
-            "--out",
-            str(run),
-            *args,
-        ],
-    )
+    result = runner.invoke(app, _fine_tune(reversal_run, copy_bundle, run, *args))
     assert result.exit_code == 0, result.stderr
     assert "fine-tuning from" in result.stderr
 
@@ -182,20 +175,7 @@ def test_other_vocabularies_are_refused(reversal_run, reversal_bundle, tmp_path,
     ConfigError names both sides, and no run directory is made."""
     other = _bundle(reversal_bundle.parent, f"other-{tmp_path.name}", copy=False, n=300)
     run = tmp_path / "ft"
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--init-from",
-            str(reversal_run),
-            "--data",
-            str(other),
-            "--out",
-            str(run),
-            "--max-steps",
-            "5",
-        ],
-    )
+    result = runner.invoke(app, _fine_tune(reversal_run, other, run, "--max-steps", "5"))
     assert result.exit_code == ConfigError.exit_code, result.stderr
     assert "the source vocabulary" in result.stderr and "target (rev)" in result.stderr
     assert "first differing at id" in result.stderr and "--map-vocab" in result.stderr
@@ -204,18 +184,7 @@ def test_other_vocabularies_are_refused(reversal_run, reversal_bundle, tmp_path,
 
 def test_a_task_the_init_model_lacks_is_refused(reversal_run, reversal_bundle, tmp_path, runner):
     other = _bundle(reversal_bundle.parent, f"task-{tmp_path.name}", tgt="cpy")
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "--init-from",
-            str(reversal_run),
-            "--data",
-            str(other),
-            "--out",
-            str(tmp_path / "ft"),
-        ],
-    )
+    result = runner.invoke(app, _fine_tune(reversal_run, other, tmp_path / "ft"))
     assert result.exit_code == ConfigError.exit_code
     assert "no decoder for task(s) cpy" in result.stderr and "its tasks: rev" in result.stderr
 
@@ -226,15 +195,7 @@ def test_a_model_setting_against_the_init_run_is_refused(
 ):
     """The architecture is the init run's: another hidden size, from the command line or a
     --config file, is an error naming it; the init run's own value is accepted."""
-    args = [
-        "train",
-        "--init-from",
-        str(reversal_run),
-        "--data",
-        str(copy_bundle),
-        "--out",
-        str(tmp_path / "ft"),
-    ]
+    args = _fine_tune(reversal_run, copy_bundle, tmp_path / "ft")
     if where == "config file":
         (tmp_path / "c.toml").write_text("hidden-size = 128\n")
         args += ["--config", str(tmp_path / "c.toml")]
@@ -243,18 +204,6 @@ def test_a_model_setting_against_the_init_run_is_refused(
     result = runner.invoke(app, args)
     assert result.exit_code == ConfigError.exit_code
     assert "hidden-size 128 (the init model's: 64)" in result.stderr
-    same = runner.invoke(
-        app,
-        [
-            *args[:7],
-            "--hidden-size",
-            "64",
-            "--max-steps",
-            "1",
-            "--valid-every",
-            "1",
-            "--threads",
-            "1",
-        ],
-    )
+    own = ("--hidden-size", "64", "--max-steps", "1", "--valid-every", "1", "--threads", "1")
+    same = runner.invoke(app, _fine_tune(reversal_run, copy_bundle, tmp_path / "ft", *own))
     assert same.exit_code == 0, same.stderr
