@@ -34,7 +34,18 @@ class ModelConfig:
     enc_layers: int = _opt(1, "Encoder layers (each bidirectional).")
     dec_layers: int = _opt(1, "Decoder layers.")
     cell: Literal["lstm", "gru", "rnn"] = _opt("lstm", "Recurrent cell: lstm, gru or rnn (Elman).")
-    dropout: float = _opt(0.3, "Dropout on embeddings, between layers and on attentional vectors.")
+    dropout: float = _opt(
+        0.3, "Dropout on embeddings, between layers and (unless --out-dropout) on attentional "
+        "vectors."
+    )
+    out_dropout: float = _opt(
+        -1.0, "Dropout on the attentional vectors (fed back and read by the output layer) instead "
+        "of --dropout; -1 means --dropout."
+    )
+    enc_dropout: float = _opt(0.0, "Dropout on the encoder states that attention reads.")
+    word_dropout: float = _opt(
+        0.0, "Drop whole source tokens (their embedding is zeroed) with this probability."
+    )
     attention_size: int = _opt(0, "Additive attention size; 0 means the hidden size.")
     tie_embeddings: bool = _opt(
         False, "Tie target embedding and output weights (needs emb-size == hidden-size)."
@@ -280,8 +291,11 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
         raise ConfigError(
             f"hidden-size must be even (split over two directions), got {model.hidden_size}"
         )
-    if not 0.0 <= model.dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {model.dropout}")
+    for key in ("dropout", "enc_dropout", "word_dropout"):
+        if not 0.0 <= getattr(model, key) < 1.0:
+            raise ConfigError(f"{option_name(key)} must be in [0, 1), got {getattr(model, key)}")
+    if not (model.out_dropout == -1.0 or 0.0 <= model.out_dropout < 1.0):
+        raise ConfigError(f"out-dropout must be -1 or in [0, 1), got {model.out_dropout}")
     if model.tie_embeddings and model.emb_size != model.hidden_size:
         raise ConfigError("tie-embeddings needs emb-size == hidden-size")
     if train.batch_size < 1 and train.batch_tokens < 1:

@@ -3,7 +3,7 @@
 Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
     h_t     = Cell([y_{t-1}; a_{t-1}], h_{t-1})      stacked layers; dropout between them
     c_t     = Attention(query = top-layer h_t, encoder states)
-    a_t     = dropout(tanh(W_c [h_t; c_t]))           the attentional vector, fed to step t+1
+    a_t     = dropout_out(tanh(W_c [h_t; c_t]))       the attentional vector, fed to step t+1
     logits  = W_o a_t + b_o
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
@@ -112,8 +112,9 @@ class Decoder(nn.Module):
 
     def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
                  layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
-                 out_proj: nn.Linear | None = None):
-        """`out_proj` (H -> V) may be given to share it between decoders; by default it is new."""
+                 out_proj: nn.Linear | None = None, out_dropout: float | None = None):
+        """`out_proj` (H -> V) may be given to share it between decoders; by default it is new.
+        `out_dropout` is the dropout of the attentional vector; None means `dropout`."""
         super().__init__()
         gates = GATES[cell] * hidden_size
         self.embeddings = embeddings
@@ -122,6 +123,7 @@ class Decoder(nn.Module):
         self.cell = cell
         self._cell = CELLS[cell]
         self.dropout = Dropout(dropout)
+        self.out_dropout = Dropout(dropout if out_dropout is None else out_dropout)
         self.bridge_h = nn.Linear(enc_size, layers * hidden_size)
         self.bridge_c = nn.Linear(enc_size, layers * hidden_size) if cell == "lstm" else None
         # Layer 0's input [y; a] is multiplied as emb_proj(y) (hoisted, with bias) + feed_proj(a).
@@ -242,7 +244,7 @@ class Decoder(nn.Module):
             new_c.append(cell_state)
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
         hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
-        return self.dropout(hidden), new_h, None if c is None else new_c, attn
+        return self.out_dropout(hidden), new_h, None if c is None else new_c, attn
 
 
 def _module(module: nn.Module) -> Linear:

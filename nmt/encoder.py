@@ -51,13 +51,17 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
-    """Embeddings -> dropout -> bidirectional recurrent layers (H/2 per direction)."""
+    """Embeddings -> word dropout -> dropout -> bidirectional recurrent layers (H/2 per
+    direction) -> dropout of the states (`enc_dropout`)."""
 
     def __init__(self, embeddings: Embeddings, hidden_size: int, layers: int = 1,
-                 cell: str = "lstm", dropout: float = 0.0):
+                 cell: str = "lstm", dropout: float = 0.0, enc_dropout: float = 0.0,
+                 word_dropout: float = 0.0):
         super().__init__()
         self.embeddings = embeddings
+        self.word_dropout = Dropout(word_dropout, whole_tokens=True)
         self.dropout = Dropout(dropout)
+        self.state_dropout = Dropout(enc_dropout)
         self.layers = layers
         self.rnn = RNN_CLASSES[cell](embeddings.embedding_dim, hidden_size // 2, num_layers=layers,
                                      batch_first=True, bidirectional=True,
@@ -65,7 +69,7 @@ class Encoder(nn.Module):
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor) -> EncoderOutput:
         """Encode (B, S) token ids, PAD exactly at padding, with their (B,) lengths on the CPU."""
-        emb = self.dropout(self.embeddings(src_tokens))  # (B, S, E)
+        emb = self.dropout(self.word_dropout(self.embeddings(src_tokens)))  # (B, S, E)
         # An empty sentence would make packing fail: it is encoded as its (padded) first position.
         lengths = src_lengths.cpu().clamp(min=1)
         # Mask from the tokens, not the CPU lengths: no host-to-device copy (and wait) per batch.
@@ -74,6 +78,7 @@ class Encoder(nn.Module):
             states, final = encode_unpacked(self.rnn, emb, lengths, self.dropout)
         else:
             states, final = self._packed(emb, lengths)
+        states = self.state_dropout(states)  # padding stays zero; the summary is not dropped
         if isinstance(final, tuple):  # LSTM: (h, c)
             return EncoderOutput(states, mask, final[0], final[1])
         return EncoderOutput(states, mask, final)

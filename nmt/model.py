@@ -73,7 +73,9 @@ def build_model(
             f"share-decoder-embeddings needs one target vocabulary size; got {tgt_vocab_sizes}"
         )
     src_emb = Embeddings(src_vocab_size, cfg.emb_size)
-    encoder = Encoder(src_emb, cfg.hidden_size, cfg.enc_layers, cfg.cell, cfg.dropout)
+    encoder = Encoder(src_emb, cfg.hidden_size, cfg.enc_layers, cfg.cell, cfg.dropout,
+                      cfg.enc_dropout, cfg.word_dropout)
+    out_dropout = cfg.dropout if cfg.out_dropout == -1.0 else cfg.out_dropout
     attention_size = cfg.attention_size or cfg.hidden_size
     shared_parts: tuple[Embeddings, nn.Linear] | None = None
     decoders: dict[str, Decoder] = {}
@@ -83,7 +85,7 @@ def build_model(
                             nn.Linear(cfg.hidden_size, vocab_size))
         emb, out_proj = shared_parts
         decoders[task] = Decoder(emb, cfg.hidden_size, cfg.hidden_size, attention_size,
-                                 cfg.dec_layers, cfg.cell, cfg.dropout, out_proj)
+                                 cfg.dec_layers, cfg.cell, cfg.dropout, out_proj, out_dropout)
     model = Seq2Seq(encoder, decoders)
     _init_parameters(model)
     if cfg.tie_embeddings:

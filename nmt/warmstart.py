@@ -36,7 +36,7 @@ ARCHITECTURE = (
 )
 # Carried into the fine-tuning run unless given; pretrained vector files are not: the init
 # weights already hold them.
-CARRIED = (*ARCHITECTURE, "dropout")
+CARRIED = (*ARCHITECTURE, "dropout", "out_dropout", "enc_dropout", "word_dropout")
 # A target vocabulary's rows in a decoder (the source's: the encoder's embeddings).
 _TARGET_ROWS = ("embeddings.weight", "out_proj.weight", "out_proj.bias")
 

@@ -43,3 +43,20 @@ def test_bad_files(tmp_path):
     bad.write_text("emb-size = = 3\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_file(bad)
+
+
+@pytest.mark.parametrize(("key", "value"), [("dropout", 1.0), ("enc-dropout", -0.1),
+                                            ("word-dropout", 1.0), ("out-dropout", -0.5),
+                                            ("out-dropout", 1.0)])
+def test_dropout_rates_out_of_range_are_refused(key, value):
+    with pytest.raises(ConfigError, match=key):
+        resolve({key: value})
+
+
+def test_out_dropout_defaults_to_dropout():
+    from nmt.model import build_model
+
+    model = build_model(resolve({"dropout": 0.2})[0], 10, {"de": 9})
+    assert model.decoders["de"].out_dropout.p == 0.2
+    model = build_model(resolve({"dropout": 0.2, "out-dropout": 0.5})[0], 10, {"de": 9})
+    assert (model.decoders["de"].out_dropout.p, model.decoders["de"].dropout.p) == (0.5, 0.2)

@@ -220,3 +220,19 @@ def test_a_forward_pass_without_backward_frees_its_graph():
     del hidden, attn, states
     gc.collect()
     assert watched() is None
+
+
+def test_out_dropout_drops_the_attentional_vector_apart_from_dropout():
+    """--out-dropout sets the rate on a_t alone: with dropout 0 elsewhere, about that fraction of
+    the outputs is zero in training, none in eval; the fast and plain decoders agree."""
+    torch.manual_seed(0)
+    decoder = Decoder(Embeddings(V, E), H, H, A, dropout=0.0, out_dropout=0.5).train()
+    _, enc, tgt_in = make()
+    outputs = []
+    for setting in ("auto", "plain"):
+        torch.manual_seed(3)
+        with kernels.use(setting):
+            outputs.append(decoder(tgt_in, enc)[0])
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert 0.4 < (outputs[0] == 0).float().mean().item() < 0.6
+    assert not (decoder.eval()(tgt_in, enc)[0] == 0).any()

@@ -32,3 +32,16 @@ def test_gradient_is_the_mask():
 
 def test_always_drop():
     assert torch.equal(Dropout(1.0).train()(torch.ones(3)), torch.zeros(3))
+
+
+def test_whole_tokens_drops_every_value_of_a_token_together():
+    """Word dropout: one draw per token, so a token's vector is all zero or all scaled."""
+    torch.manual_seed(0)
+    x = torch.ones(40, 50, 6, requires_grad=True)
+    out = Dropout(0.2, whole_tokens=True).train()(x)
+    zero = out == 0  # (40, 50, 6)
+    assert torch.equal(zero.all(-1), zero.any(-1))
+    assert abs(zero.all(-1).float().mean().item() - 0.2) < 0.03
+    assert torch.allclose(out[~zero], torch.full_like(out[~zero], 1 / 0.8))
+    out.sum().backward()
+    assert torch.equal(x.grad == 0, zero)

@@ -113,3 +113,36 @@ def test_fast_kernel_in_bf16_stays_close():
         fast = _outputs(encoder, tokens, lengths, "auto")
     for a, b in zip(reference, fast, strict=True):
         assert torch.allclose(a, b.float(), atol=0.03)
+
+
+def test_word_and_state_dropout_fast_kernel_equals_the_packed_encoder():
+    """In training, with word dropout and dropout of the states: the fast kernel and the plain
+    encoder draw the same masks and give the same states, summary and gradients; padding stays
+    zero; whole source tokens and single state values are dropped. (One layer: between layers
+    nn.LSTM draws its own masks.)"""
+    torch.manual_seed(0)
+    encoder = Encoder(Embeddings(20, 5), hidden_size=8, layers=1, cell="lstm", dropout=0.1,
+                      enc_dropout=0.5, word_dropout=0.3).train()
+    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])
+    tokens = torch.full((7, 8), PAD)
+    for row, length in enumerate(lengths.tolist()):
+        tokens[row, :length] = torch.randint(4, 20, (length,))
+    results = []
+    for setting in ("auto", "plain"):
+        torch.manual_seed(5)  # the same dropout masks for both
+        outputs = _outputs(encoder, tokens, lengths, setting)
+        sum((out * torch.linspace(-1, 1, out.size(-1))).sum() for out in outputs).backward()
+        results.append((outputs, [p.grad.clone() for p in encoder.parameters()]))
+        encoder.zero_grad()
+    (fast, fast_grads), (plain, plain_grads) = results
+    for a, b in zip(fast + fast_grads, plain + plain_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    states, mask = fast[0], tokens != PAD
+    assert torch.all(states[torch.arange(8) >= lengths.clamp(min=1)[:, None]] == 0)  # padding
+    dropped = (states[mask] == 0).float().mean().item()
+    assert 0.35 < dropped < 0.65  # enc_dropout 0.5 of the real positions' values
+    torch.manual_seed(5)
+    words = encoder.word_dropout(encoder.embeddings(tokens))  # (B, S, E)
+    assert 0 < (words[mask] == 0).all(-1).sum() < mask.sum()  # some whole tokens, not all
+    encoder.eval()
+    assert torch.equal(encoder(tokens, lengths).states, encoder(tokens, lengths).states)
