@@ -48,7 +48,8 @@ class ModelConfig:
     )
     attention_size: int = _opt(0, "Additive attention size; 0 means the hidden size.")
     tie_embeddings: bool = _opt(
-        False, "Tie target embedding and output weights (needs emb-size == hidden-size)."
+        False, "Tie target embedding and output weights; when emb-size differs from hidden-size, "
+        "a projection to emb-size comes before the output layer."
     )
     src_embeddings: str = _opt("", "Pretrained source vectors (word2vec/GloVe text file).")
     tgt_embeddings: str = _opt("", "Pretrained target vectors (word2vec/GloVe text file).")
@@ -296,8 +297,6 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
             raise ConfigError(f"{option_name(key)} must be in [0, 1), got {getattr(model, key)}")
     if not (model.out_dropout == -1.0 or 0.0 <= model.out_dropout < 1.0):
         raise ConfigError(f"out-dropout must be -1 or in [0, 1), got {model.out_dropout}")
-    if model.tie_embeddings and model.emb_size != model.hidden_size:
-        raise ConfigError("tie-embeddings needs emb-size == hidden-size")
     if train.batch_size < 1 and train.batch_tokens < 1:
         raise ConfigError("set batch-size or batch-tokens to a positive number")
     if not 0.0 <= train.label_smoothing < 1.0:

@@ -5,6 +5,9 @@ Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
     c_t     = Attention(query = top-layer h_t, encoder states)
     a_t     = dropout_out(tanh(W_c [h_t; c_t]))       the attentional vector, fed to step t+1
     logits  = W_o a_t + b_o
+or, with a readout (tied embeddings of another size than H), logits = W_o (W_r a_t) + b_o,
+where W_o is the target embedding table (V, E) and W_r is (E, H); a tanh on the readout learns
+the toy task far slower (recipes/multi30k/EXPERIMENTS.md).
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
@@ -112,9 +115,11 @@ class Decoder(nn.Module):
 
     def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
                  layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
-                 out_proj: nn.Linear | None = None, out_dropout: float | None = None):
-        """`out_proj` (H -> V) may be given to share it between decoders; by default it is new.
-        `out_dropout` is the dropout of the attentional vector; None means `dropout`."""
+                 out_proj: nn.Linear | None = None, out_dropout: float | None = None,
+                 readout: bool = False):
+        """`out_proj` (H -> V, or E -> V with `readout`) may be given to share it between
+        decoders; by default it is new. `out_dropout` is the dropout of the attentional vector;
+        None means `dropout`. `readout` puts W_r a_t (H -> E) before the output layer."""
         super().__init__()
         gates = GATES[cell] * hidden_size
         self.embeddings = embeddings
@@ -135,7 +140,9 @@ class Decoder(nn.Module):
                                        for _ in range(layers))
         self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
         self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
-        self.out_proj = out_proj or nn.Linear(hidden_size, embeddings.num_embeddings)
+        out_size = embeddings.embedding_dim if readout else hidden_size
+        self.readout = nn.Linear(hidden_size, out_size, bias=False) if readout else None  # W_r
+        self.out_proj = out_proj or nn.Linear(out_size, embeddings.num_embeddings)
         self.input_table: Tensor | None = None  # (V, G) for search; see tabulate_inputs
 
     def tabulate_inputs(self) -> None:
@@ -176,7 +183,8 @@ class Decoder(nn.Module):
         """Teacher forcing over tgt_in (B, T).
 
         Returns:
-            attentional vectors (B, T, H), before the output layer; attention weights (B, T, S).
+            the output layer's inputs (B, T, H), or (B, T, E) with a readout; attention weights
+            (B, T, S).
         """
         state = self.init_state(enc)
         emb = self.dropout(self.embeddings(tgt_in.t()))  # (T, B, E)
@@ -195,11 +203,15 @@ class Decoder(nn.Module):
             feed, h, c, attn = self._advance(x_gates, feed, h, c, ops)
             outputs.append(feed)
             weights.append(attn)
-        return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)  # (B, T, H), (B, T, S)
+        return self.pre_output(torch.stack(outputs, dim=1)), torch.stack(weights, dim=1)
+
+    def pre_output(self, hidden: Tensor) -> Tensor:
+        """Attentional vectors (..., H) -> the output layer's inputs (..., H or E)."""
+        return hidden if self.readout is None else self.readout(hidden)
 
     def output(self, hidden: Tensor) -> Tensor:
         """Attentional vectors (..., H) -> logits (..., V)."""
-        return self.out_proj(hidden)
+        return self.out_proj(self.pre_output(hidden))
 
     def step(self, prev: Tensor, state: DecoderState,
              memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:

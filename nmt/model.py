@@ -65,8 +65,6 @@ def build_model(
     """
     if not tgt_vocab_sizes:
         raise ConfigError("the model needs at least one target side (task)")
-    if cfg.tie_embeddings and cfg.emb_size != cfg.hidden_size:
-        raise ConfigError("tie-embeddings needs emb-size == hidden-size")
     shared = cfg.share_decoder_embeddings
     if shared and len(set(tgt_vocab_sizes.values())) > 1:
         raise ConfigError(
@@ -79,13 +77,16 @@ def build_model(
     attention_size = cfg.attention_size or cfg.hidden_size
     shared_parts: tuple[Embeddings, nn.Linear] | None = None
     decoders: dict[str, Decoder] = {}
+    # Tying to embeddings of another size than the decoder's puts a readout (H -> E) between them.
+    readout = cfg.tie_embeddings and cfg.emb_size != cfg.hidden_size
     for task, vocab_size in tgt_vocab_sizes.items():
         if shared_parts is None or not shared:
             shared_parts = (Embeddings(vocab_size, cfg.emb_size),
-                            nn.Linear(cfg.hidden_size, vocab_size))
+                            nn.Linear(cfg.emb_size if readout else cfg.hidden_size, vocab_size))
         emb, out_proj = shared_parts
         decoders[task] = Decoder(emb, cfg.hidden_size, cfg.hidden_size, attention_size,
-                                 cfg.dec_layers, cfg.cell, cfg.dropout, out_proj, out_dropout)
+                                 cfg.dec_layers, cfg.cell, cfg.dropout, out_proj, out_dropout,
+                                 readout)
     model = Seq2Seq(encoder, decoders)
     _init_parameters(model)
     if cfg.tie_embeddings:

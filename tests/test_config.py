@@ -25,7 +25,7 @@ def test_wrong_type_and_choice_are_errors():
     with pytest.raises(ConfigError, match="lstm"):
         resolve({"cell": "transformer"})
     with pytest.raises(ConfigError, match="tie-embeddings"):
-        resolve({"tie-embeddings": True, "emb-size": 8, "hidden-size": 16})
+        resolve({"tie-embeddings": "yes"})
 
 
 def test_dump_round_trips_through_toml(tmp_path):

@@ -110,8 +110,38 @@ def test_tied_embeddings():
     assert decoder.out_proj.weight is decoder.embeddings.weight
     train_step(model, torch.optim.Adam(model.parameters(), lr=0.01))
     assert decoder.out_proj.weight is decoder.embeddings.weight
-    with pytest.raises(ConfigError, match="tie-embeddings"):
-        build_model(ModelConfig(emb_size=8, hidden_size=12, tie_embeddings=True), 10, {"de": 9})
+    assert decoder.readout is None
+
+
+def test_tied_embeddings_of_another_size_read_out_through_a_projection():
+    """emb-size != hidden-size: logits = E (W_r a_t) + b, with E the target embeddings; the
+    fast kernels (fused output layer and loss) give the plain loss and gradients."""
+    from nmt.loss import BatchLoss
+
+    cfg = ModelConfig(emb_size=8, hidden_size=12, tie_embeddings=True, dropout=0.0)
+    model = build_model(cfg, 10, {"de": 9})
+    decoder = model.decoders["de"]
+    assert decoder.out_proj.weight is decoder.embeddings.weight  # (9, 8)
+    assert decoder.readout.weight.shape == (8, 12)
+    src, src_lengths, tgt_in, tgt_out = batch()
+    hidden, _ = model(src, src_lengths, tgt_in, "de")
+    assert hidden.shape == (4, 5, 8)
+    results = []
+    for setting in ("auto", "plain"):
+        loss, _ = BatchLoss(model, 0.1, setting)(src, src_lengths, tgt_in, tgt_out, "de")
+        results.append((loss, torch.autograd.grad(loss, list(model.parameters()))))
+    (fast, fast_grads), (plain, plain_grads) = results
+    assert torch.allclose(fast, plain, atol=1e-5)
+    for a, b in zip(fast_grads, plain_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    model.eval()
+    enc = model.encode(src, src_lengths)
+    hidden, _ = decoder(tgt_in, enc)
+    logits = decoder.out_proj(hidden)  # (B, T, V)
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
+    for t in range(tgt_in.size(1)):
+        step_logits, state, _ = decoder.step(tgt_in[:, t], state, memory)
+        assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
 
 
 def test_state_dict_round_trip_keeps_sharing():
@@ -223,3 +253,35 @@ def test_regularised_model_learns_the_toy_task(one_thread):
         train_step(model, optimizer, "rev", (src, src_lengths, tgt_in, tgt_out)) for _ in range(80)
     ]
     assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner,
+                                                                           reversal_bundle,
+                                                                           tmp_path):
+    """`nmt train` with the new model options (tied embeddings through a readout, state and word
+    dropout, out-dropout) learns the reversal task; its checkpoint translates at every decoding
+    precision, one line per input."""
+    from nmt.runlog import read_metrics
+    from nmt_cli.main import app
+
+    run = tmp_path / "run"
+    result = runner.invoke(app, [
+        "-q", "train", "--data", str(reversal_bundle), "--out", str(run), "--emb-size", "32",
+        "--hidden-size", "64", "--tie-embeddings", "--dropout", "0.1", "--enc-dropout", "0.2",
+        "--out-dropout", "0.2", "--word-dropout", "0.05", "--weight-decay", "1e-5",
+        "--lr", "0.01", "--batch-size", "32", "--threads", "1", "--max-steps", "300",
+        "--valid-every", "300", "--log-every", "20",
+    ])
+    assert result.exit_code == 0, result.stderr
+    records = read_metrics(run / "metrics.jsonl")
+    losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert [r["rev"] for r in records if r["kind"] == "valid"][-1]["bleu"] > 50.0
+    source = tmp_path / "in.txt"
+    source.write_text("a b c d e\nq r s\n")
+    for precision in ("int8", "bf16", "fp32"):
+        out = tmp_path / f"out.{precision}.txt"
+        result = runner.invoke(app, ["-q", "translate", "-m", str(run), "-i", str(source),
+                                     "-o", str(out), "--precision", precision])
+        assert result.exit_code == 0, result.stderr
+        assert len(out.read_text().splitlines()) == 2
