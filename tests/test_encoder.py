@@ -68,6 +68,15 @@ def test_dropout_is_active_in_training():
     assert not torch.allclose(encoder(tokens, lengths).states, encoder(tokens, lengths).states)
 
 
+def _ragged_batch():
+    """7 sentences of lengths 0-6 in 8 columns: an empty one, and columns past every length."""
+    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])
+    tokens = torch.full((7, 8), PAD)
+    for row, length in enumerate(lengths.tolist()):
+        tokens[row, :length] = torch.randint(4, 20, (length,))
+    return tokens, lengths
+
+
 def _outputs(encoder, tokens, lengths, setting):
     with kernels.use(setting):
         enc = encoder(tokens, lengths)
@@ -87,10 +96,7 @@ def test_fast_kernel_equals_the_packed_encoder(cell, layers, scale):
     with torch.no_grad():
         for param in encoder.parameters():
             param.mul_(scale)
-    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])
-    tokens = torch.full((7, 8), PAD)
-    for row, length in enumerate(lengths.tolist()):
-        tokens[row, :length] = torch.randint(4, 20, (length,))
+    tokens, lengths = _ragged_batch()
     results = []
     for setting in ("auto", "plain"):
         outputs = _outputs(encoder, tokens, lengths, setting)
@@ -123,10 +129,7 @@ def test_word_and_state_dropout_fast_kernel_equals_the_packed_encoder():
     torch.manual_seed(0)
     encoder = Encoder(Embeddings(20, 5), hidden_size=8, layers=1, cell="lstm", dropout=0.1,
                       enc_dropout=0.5, word_dropout=0.3).train()
-    lengths = torch.tensor([3, 6, 1, 4, 3, 0, 6])
-    tokens = torch.full((7, 8), PAD)
-    for row, length in enumerate(lengths.tolist()):
-        tokens[row, :length] = torch.randint(4, 20, (length,))
+    tokens, lengths = _ragged_batch()
     results = []
     for setting in ("auto", "plain"):
         torch.manual_seed(5)  # the same dropout masks for both
