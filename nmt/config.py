@@ -35,12 +35,12 @@ class ModelConfig:
     dec_layers: int = _opt(1, "Decoder layers.")
     cell: Literal["lstm", "gru", "rnn"] = _opt("lstm", "Recurrent cell: lstm, gru or rnn (Elman).")
     dropout: float = _opt(
-        0.3, "Dropout on embeddings, between layers and (unless --out-dropout) on attentional "
-        "vectors."
+        0.3, "Dropout on embeddings, between layers and on the attentional vectors fed to the "
+        "next step."
     )
     out_dropout: float = _opt(
-        -1.0, "Dropout on the attentional vectors (fed back and read by the output layer) instead "
-        "of --dropout; -1 means --dropout."
+        -1.0, "Dropout before the output layer, a draw of its own that is not fed back to the "
+        "next step; -1: the output layer reads the fed attentional vector (--dropout)."
     )
     enc_dropout: float = _opt(0.0, "Dropout on the encoder states that attention reads.")
     word_dropout: float = _opt(

@@ -3,9 +3,10 @@
 Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
     h_t     = Cell([y_{t-1}; a_{t-1}], h_{t-1})      stacked layers; dropout between them
     c_t     = Attention(query = top-layer h_t, encoder states)
-    a_t     = dropout_out(tanh(W_c [h_t; c_t]))       the attentional vector, fed to step t+1
-    logits  = W_o a_t + b_o
-or, with a readout (tied embeddings of another size than H), logits = W_o (W_r a_t) + b_o,
+    a_t     = tanh(W_c [h_t; c_t])                    the attentional vector; dropout(a_t) is fed
+    logits  = W_o o_t + b_o                           o_t = the fed dropout(a_t), or with
+                                                      out-dropout a dropout of a_t of its own
+or, with a readout (tied embeddings of another size than H), logits = W_o (W_r o_t) + b_o,
 where W_o is the target embedding table (V, E) and W_r is (E, H); a tanh on the readout learns
 the toy task far slower (recipes/multi30k/EXPERIMENTS.md).
 
@@ -118,8 +119,9 @@ class Decoder(nn.Module):
                  out_proj: nn.Linear | None = None, out_dropout: float | None = None,
                  readout: bool = False):
         """`out_proj` (H -> V, or E -> V with `readout`) may be given to share it between
-        decoders; by default it is new. `out_dropout` is the dropout of the attentional vector;
-        None means `dropout`. `readout` puts W_r a_t (H -> E) before the output layer."""
+        decoders; by default it is new. `out_dropout`: the output layer reads the attentional
+        vector through a dropout of this rate, not fed back; None: it reads the fed vector.
+        `readout` puts W_r o_t (H -> E) before the output layer."""
         super().__init__()
         gates = GATES[cell] * hidden_size
         self.embeddings = embeddings
@@ -128,7 +130,7 @@ class Decoder(nn.Module):
         self.cell = cell
         self._cell = CELLS[cell]
         self.dropout = Dropout(dropout)
-        self.out_dropout = Dropout(dropout if out_dropout is None else out_dropout)
+        self.out_dropout = None if out_dropout is None else Dropout(out_dropout)
         self.bridge_h = nn.Linear(enc_size, layers * hidden_size)
         self.bridge_c = nn.Linear(enc_size, layers * hidden_size) if cell == "lstm" else None
         # Layer 0's input [y; a] is multiplied as emb_proj(y) (hoisted, with bias) + feed_proj(a).
@@ -200,8 +202,9 @@ class Decoder(nn.Module):
         ops = self._ops(self.memory(enc))
         outputs, weights = [], []
         for x_gates in emb_gates.unbind(0):
-            feed, h, c, attn = self._advance(x_gates, feed, h, c, ops)
-            outputs.append(feed)
+            attentional, h, c, attn = self._advance(x_gates, feed, h, c, ops)
+            feed = self.dropout(attentional)
+            outputs.append(self._read(attentional, feed))
             weights.append(attn)
         return self.pre_output(torch.stack(outputs, dim=1)), torch.stack(weights, dim=1)
 
@@ -226,9 +229,14 @@ class Decoder(nn.Module):
             x_gates = self.emb_proj(self.dropout(self.embeddings(prev)))  # (N, G)
         c = None if state.c is None else list(state.c.unbind(0))
         h = list(state.h.unbind(0))
-        feed, h, c, attn = self._advance(x_gates, state.feed, h, c, self._ops(memory))
+        attentional, h, c, attn = self._advance(x_gates, state.feed, h, c, self._ops(memory))
+        feed = self.dropout(attentional)
         new_state = DecoderState(torch.stack(h), None if c is None else torch.stack(c), feed)
-        return self.output(feed), new_state, attn
+        return self.output(self._read(attentional, feed)), new_state, attn
+
+    def _read(self, attentional: Tensor, feed: Tensor) -> Tensor:
+        """o_t, what the output layer reads of a step's attentional vector (module docstring)."""
+        return feed if self.out_dropout is None else self.out_dropout(attentional)
 
     def _ops(self, memory: Memory) -> StepOps:
         loop = step_linear if kernels.enabled() else _module
@@ -256,7 +264,7 @@ class Decoder(nn.Module):
             new_c.append(cell_state)
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
         hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
-        return self.out_dropout(hidden), new_h, None if c is None else new_c, attn
+        return hidden, new_h, None if c is None else new_c, attn
 
 
 def _module(module: nn.Module) -> Linear:

@@ -73,7 +73,7 @@ def build_model(
     src_emb = Embeddings(src_vocab_size, cfg.emb_size)
     encoder = Encoder(src_emb, cfg.hidden_size, cfg.enc_layers, cfg.cell, cfg.dropout,
                       cfg.enc_dropout, cfg.word_dropout)
-    out_dropout = cfg.dropout if cfg.out_dropout == -1.0 else cfg.out_dropout
+    out_dropout = None if cfg.out_dropout == -1.0 else cfg.out_dropout
     attention_size = cfg.attention_size or cfg.hidden_size
     shared_parts: tuple[Embeddings, nn.Linear] | None = None
     decoders: dict[str, Decoder] = {}

@@ -53,10 +53,11 @@ def test_dropout_rates_out_of_range_are_refused(key, value):
         resolve({key: value})
 
 
-def test_out_dropout_defaults_to_dropout():
+def test_out_dropout_is_off_by_default():
+    """By default the output layer reads the fed (--dropout) vector; --out-dropout adds its own."""
     from nmt.model import build_model
 
     model = build_model(resolve({"dropout": 0.2})[0], 10, {"de": 9})
-    assert model.decoders["de"].out_dropout.p == 0.2
+    assert model.decoders["de"].out_dropout is None
     model = build_model(resolve({"dropout": 0.2, "out-dropout": 0.5})[0], 10, {"de": 9})
     assert (model.decoders["de"].out_dropout.p, model.decoders["de"].dropout.p) == (0.5, 0.2)

@@ -222,9 +222,10 @@ def test_a_forward_pass_without_backward_frees_its_graph():
     assert watched() is None
 
 
-def test_out_dropout_drops_the_attentional_vector_apart_from_dropout():
-    """--out-dropout sets the rate on a_t alone: with dropout 0 elsewhere, about that fraction of
-    the outputs is zero in training, none in eval; the fast and plain decoders agree."""
+def test_out_dropout_drops_what_the_output_layer_reads_and_not_the_fed_vector():
+    """--out-dropout: with dropout 0 elsewhere, about that fraction of the output layer's inputs
+    is zero in training, none in eval, and the steps (what is fed back) are those of the
+    decoder without it; the fast and plain decoders agree."""
     torch.manual_seed(0)
     decoder = Decoder(Embeddings(V, E), H, H, A, dropout=0.0, out_dropout=0.5).train()
     _, enc, tgt_in = make()
@@ -234,5 +235,9 @@ def test_out_dropout_drops_the_attentional_vector_apart_from_dropout():
         with kernels.use(setting):
             outputs.append(decoder(tgt_in, enc)[0])
     assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
-    assert 0.4 < (outputs[0] == 0).float().mean().item() < 0.6
-    assert not (decoder.eval()(tgt_in, enc)[0] == 0).any()
+    dropped = outputs[0] == 0
+    assert 0.4 < dropped.float().mean().item() < 0.6
+    decoder.out_dropout = None  # the same weights, the output layer reading the fed vector
+    undropped = decoder(tgt_in, enc)[0]
+    assert torch.allclose(outputs[0][~dropped], 2 * undropped[~dropped], atol=1e-6)
+    assert not (undropped == 0).any()

@@ -269,8 +269,8 @@ def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner
         "-q", "train", "--data", str(reversal_bundle), "--out", str(run), "--emb-size", "32",
         "--hidden-size", "64", "--tie-embeddings", "--dropout", "0.1", "--enc-dropout", "0.2",
         "--out-dropout", "0.2", "--word-dropout", "0.05", "--weight-decay", "1e-5",
-        "--lr", "0.01", "--batch-size", "32", "--threads", "1", "--max-steps", "300",
-        "--valid-every", "300", "--log-every", "20",
+        "--lr", "0.01", "--batch-size", "32", "--threads", "1", "--max-steps", "500",
+        "--valid-every", "500", "--log-every", "20",
     ])
     assert result.exit_code == 0, result.stderr
     records = read_metrics(run / "metrics.jsonl")
