@@ -30,7 +30,7 @@ from torch import Tensor
 
 from nmt.data import pad_sequences
 from nmt.errors import DataError
-from nmt.search import Encoded, StepDecoder, length_penalty
+from nmt.search import Encoded, StepDecoder, drop_finished, length_penalty
 from nmt.textio import normalize, read_lines
 from nmt.translate import Translator, batches
 from nmt.vocab import BOS, EOS
@@ -67,12 +67,10 @@ def forced(decoder: StepDecoder, enc: Encoded, targets: list[list[int]]) -> Tens
         prev = gold[alive, t]  # (N,)
         scores[alive] += logits.gather(1, prev[:, None]).squeeze(1) - logits.logsumexp(-1)
         ended = ends[alive] == t  # (N,)
-        if bool(ended.any()):  # host sync: finished sentences leave the batch
-            keep = (~ended).nonzero().squeeze(1)  # (N',)
-            if keep.numel() == 0:
-                break
-            alive, prev = alive[keep], prev[keep]
-            state, memory = state.select(keep), memory.select(keep)
+        kept = drop_finished(ended, alive, prev, state, memory)
+        if kept is None:
+            break
+        alive, prev, state, memory = kept
     return scores
 
 

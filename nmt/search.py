@@ -121,6 +121,18 @@ def _max_lengths(max_lengths: Tensor, device: torch.device) -> tuple[Tensor, int
     return max_len, int(max_len.max()) + 1 if max_len.numel() else 0
 
 
+def drop_finished(ended: Tensor, alive: Tensor, token: Tensor, state: Any,
+                  memory: Any) -> tuple[Tensor, Tensor, Any, Any] | None:
+    """The rows whose sentence has not ended (ended (N,) bool): their sentence numbers, tokens,
+    state and memory, the same objects when none ended; None when none is left. One host sync."""
+    if not bool(ended.any()):
+        return alive, token, state, memory
+    keep = (~ended).nonzero().squeeze(1)  # (N',)
+    if keep.numel() == 0:
+        return None
+    return alive[keep], token[keep], state.select(keep), memory.select(keep)
+
+
 @torch.inference_mode()
 def greedy(
     decoder: StepDecoder,
@@ -159,13 +171,10 @@ def greedy(
         if attention is not None:
             attention[alive, t] = attn.float()
         ended = token == EOS  # (N,)
-        if bool(ended.any()):  # host sync: finished sentences leave the batch
-            keep = (~ended).nonzero().squeeze(1)  # (N',)
-            if keep.numel() == 0:
-                break
-            alive, token = alive[keep], token[keep]
-            state, memory = state.select(keep), memory.select(keep)
-        prev = token
+        kept = drop_finished(ended, alive, token, state, memory)
+        if kept is None:
+            break
+        alive, prev, state, memory = kept
     lengths = (tokens != EOS).sum(1).tolist()  # tokens before the first EOS
     rows = tokens.cpu().tolist()
     attn = None

@@ -97,6 +97,9 @@ def runner() -> CliRunner:
 
 
 REVERSAL_SYMBOLS = "abcdefghijklmnopqrs"
+# A small model and one-thread training for the reversal task (`nmt train` option: value).
+SMALL_TRAIN = {"emb-size": 32, "hidden-size": 64, "dropout": 0.0, "lr": 0.003, "batch-size": 32,
+               "threads": 1}
 
 
 def symbol_lines(n: int, seed: int, longest: int = 40) -> list[str]:

@@ -21,17 +21,9 @@ from nmt.runlog import read_metrics
 from nmt_cli.main import app
 from nmt_cli.train import _Display
 
-SMALL = {
-    "emb-size": 32,
-    "hidden-size": 64,
-    "dropout": 0.0,
-    "lr": 0.003,
-    "batch-size": 32,
-    "threads": 1,
-    "log-every": 25,
-    "max-steps": 150,
-    "valid-every": 75,
-}
+from conftest import SMALL_TRAIN
+
+SMALL = {**SMALL_TRAIN, "log-every": 25, "max-steps": 150, "valid-every": 75}
 TRAIN_LINE = re.compile(
     r"step +\d+  epoch +\d+  loss \d+\.\d{3}  ppl +\d+\.\d\d  "
     r"lr \d\.\d\de[-+]\d\d  [\d,]+ tok/s"

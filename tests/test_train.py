@@ -20,18 +20,10 @@ from nmt.runlog import read_metrics
 from nmt.train import train
 from nmt.translate import SearchOptions, load_translator, translate_stream
 
-from conftest import NEEDS_BF16
+from conftest import NEEDS_BF16, SMALL_TRAIN
 from conftest import REVERSAL_SYMBOLS as SYMBOLS
 
-SMALL = {
-    "emb-size": 32,
-    "hidden-size": 64,
-    "dropout": 0.0,
-    "lr": 0.003,
-    "batch-size": 32,
-    "threads": 1,
-    "log-every": 10,
-}
+SMALL = {**SMALL_TRAIN, "log-every": 10}
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NEEDS_BF16)])
