@@ -47,6 +47,10 @@ class ModelConfig:
         0.0, "Drop whole source tokens (their embedding is zeroed) with this probability."
     )
     attention_size: int = _opt(0, "Additive attention size; 0 means the hidden size.")
+    layer_norm: bool = _opt(
+        False, "Layer normalisation in the decoder's recurrent layers: the input and recurrent "
+        "pre-activations of each cell are normalised apart."
+    )
     tie_embeddings: bool = _opt(
         False, "Tie target embedding and output weights; when emb-size differs from hidden-size, "
         "a projection to emb-size comes before the output layer."

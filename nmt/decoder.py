@@ -6,7 +6,9 @@ Per target step t, with a_0 = 0 and h_0 = tanh(W_b summary) (the bridge):
     a_t     = tanh(W_c [h_t; c_t])                    the attentional vector; dropout(a_t) is fed
     logits  = W_o o_t + b_o                           o_t = the fed dropout(a_t), or with
                                                       out-dropout a dropout of a_t of its own
-or, with a readout (tied embeddings of another size than H), logits = W_o (W_r o_t) + b_o,
+With layer normalisation (Ba et al. 2016, 3.1), a cell's two pre-activations are normalised
+apart: Cell(LN(W_x x_t), LN(W_h h_{t-1})), each LN with a gain and bias of its own.
+Or, with a readout (tied embeddings of another size than H), logits = W_o (W_r o_t) + b_o,
 where W_o is the target embedding table (V, E) and W_r is (E, H); a tanh on the readout learns
 the toy task far slower (recipes/multi30k/EXPERIMENTS.md).
 
@@ -117,11 +119,12 @@ class Decoder(nn.Module):
     def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
                  layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
                  out_proj: nn.Linear | None = None, out_dropout: float | None = None,
-                 readout: bool = False):
+                 readout: bool = False, layer_norm: bool = False):
         """`out_proj` (H -> V, or E -> V with `readout`) may be given to share it between
         decoders; by default it is new. `out_dropout`: the output layer reads the attentional
         vector through a dropout of this rate, not fed back; None: it reads the fed vector.
-        `readout` puts W_r o_t (H -> E) before the output layer."""
+        `readout` puts W_r o_t (H -> E) before the output layer. `layer_norm` normalises each
+        layer's input and recurrent pre-activations (module docstring)."""
         super().__init__()
         gates = GATES[cell] * hidden_size
         self.embeddings = embeddings
@@ -140,6 +143,8 @@ class Decoder(nn.Module):
         # Only the GRU needs a recurrent bias of its own (inside r * (W_hn h + b_hn)).
         self.recurrent = nn.ModuleList(nn.Linear(hidden_size, gates, bias=cell == "gru")
                                        for _ in range(layers))
+        norms = 2 * layers if layer_norm else 0  # per layer: input side, recurrent side
+        self.norms = nn.ModuleList(nn.LayerNorm(gates) for _ in range(norms))
         self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
         self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
         out_size = embeddings.embedding_dim if readout else hidden_size
@@ -258,8 +263,11 @@ class Decoder(nn.Module):
                 gates = x_gates + ops.inputs[0](x)  # (N, G)
             else:
                 gates = ops.inputs[layer](self.dropout(x))  # (N, G)
+            h_gates = rec(h[layer])  # (N, G)
+            if self.norms:
+                gates, h_gates = self.norms[2 * layer](gates), self.norms[2 * layer + 1](h_gates)
             cell_state = None if c is None else c[layer]
-            x, cell_state = self._cell(gates, rec(h[layer]), h[layer], cell_state)  # (N, H)
+            x, cell_state = self._cell(gates, h_gates, h[layer], cell_state)  # (N, H)
             new_h.append(x)
             new_c.append(cell_state)
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)

@@ -86,7 +86,7 @@ def build_model(
         emb, out_proj = shared_parts
         decoders[task] = Decoder(emb, cfg.hidden_size, cfg.hidden_size, attention_size,
                                  cfg.dec_layers, cfg.cell, cfg.dropout, out_proj, out_dropout,
-                                 readout)
+                                 readout, cfg.layer_norm)
     model = Seq2Seq(encoder, decoders)
     _init_parameters(model)
     if cfg.tie_embeddings:
@@ -109,6 +109,8 @@ def _init_parameters(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, Embeddings):
             nn.init.zeros_(module.weight[PAD])
+        elif isinstance(module, nn.LayerNorm):
+            module.reset_parameters()  # gain 1, bias 0: a normalisation before training
 
 
 def _load(emb: Embeddings, vectors: Tensor, freeze: bool, side: str) -> None:

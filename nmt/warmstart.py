@@ -31,6 +31,7 @@ ARCHITECTURE = (
     "dec_layers",
     "cell",
     "attention_size",
+    "layer_norm",
     "tie_embeddings",
     "share_decoder_embeddings",
 )

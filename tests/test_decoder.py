@@ -15,9 +15,10 @@ V, E, H, A, S = 11, 6, 8, 5, 7
 SRC_LENGTHS = torch.tensor([7, 3, 5])
 
 
-def make(cell="lstm", layers=1, dropout=0.3, seed=0):
+def make(cell="lstm", layers=1, dropout=0.3, seed=0, layer_norm=False):
     torch.manual_seed(seed)
-    decoder = Decoder(Embeddings(V, E), H, H, A, layers=layers, cell=cell, dropout=dropout)
+    decoder = Decoder(Embeddings(V, E), H, H, A, layers=layers, cell=cell, dropout=dropout,
+                      layer_norm=layer_norm)
     for param in decoder.parameters():
         nn.init.uniform_(param, -0.5, 0.5)  # larger than the model's init: differences show
     batch = len(SRC_LENGTHS)
@@ -32,11 +33,13 @@ def make(cell="lstm", layers=1, dropout=0.3, seed=0):
     return decoder.eval(), enc, tgt_in
 
 
-@pytest.mark.parametrize(
-    ("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2), ("gru", 2)]
-)
-def test_forward_equals_step_by_step(cell, layers):
-    decoder, enc, tgt_in = make(cell, layers)
+CELLS = [("lstm", 1, False), ("gru", 1, False), ("rnn", 1, False), ("lstm", 2, False),
+         ("gru", 2, False), ("lstm", 2, True), ("gru", 1, True)]  # cell, layers, layer norm
+
+
+@pytest.mark.parametrize(("cell", "layers", "layer_norm"), CELLS)
+def test_forward_equals_step_by_step(cell, layers, layer_norm):
+    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm)
     hidden, attn = decoder(tgt_in, enc)
     assert hidden.shape == (3, 5, H) and attn.shape == (3, 5, S)
     logits = decoder.output(hidden)  # (B, T, V)
@@ -180,13 +183,11 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     assert torch.allclose(decoder.memory(enc).keys, 2 * keys)  # the sigmoid form (nmt/kernels)
 
 
-@pytest.mark.parametrize(
-    ("cell", "layers"), [("lstm", 1), ("gru", 1), ("rnn", 1), ("lstm", 2), ("gru", 2)]
-)
-def test_fast_kernels_equal_the_plain_decoder(cell, layers):
+@pytest.mark.parametrize(("cell", "layers", "layer_norm"), CELLS)
+def test_fast_kernels_equal_the_plain_decoder(cell, layers, layer_norm):
     """forward() with gradients takes the loop forms (nmt/kernels/steplinear.py and attention.py):
     the outputs and every parameter's gradient equal the plain decoder's autograd."""
-    decoder, enc, tgt_in = make(cell, layers)
+    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm)
     enc.states.requires_grad_(True)
 
     def grads():
@@ -241,3 +242,21 @@ def test_out_dropout_drops_what_the_output_layer_reads_and_not_the_fed_vector():
     undropped = decoder(tgt_in, enc)[0]
     assert torch.allclose(outputs[0][~dropped], 2 * undropped[~dropped], atol=1e-6)
     assert not (undropped == 0).any()
+
+
+def test_layer_norm_normalises_each_pre_activation_apart():
+    """With layer norm, a cell reads LN(W_x x) and LN(W_h h): scaling the recurrent weights
+    leaves the outputs as they were (up to LN's epsilon), where without it they change."""
+
+    def change_when_recurrent_weights_scale(layer_norm: bool) -> float:
+        decoder, enc, tgt_in = make("lstm", layers=2, layer_norm=layer_norm)
+        hidden, _ = decoder(tgt_in, enc)
+        with torch.no_grad():
+            for rec in decoder.recurrent:
+                rec.weight.mul_(3.0)
+        return (decoder(tgt_in, enc)[0] - hidden).abs().max().item()
+
+    decoder = make("lstm", layers=2, layer_norm=True)[0]
+    assert [norm.normalized_shape for norm in decoder.norms] == [(4 * H,)] * 4
+    assert change_when_recurrent_weights_scale(True) < 1e-3
+    assert change_when_recurrent_weights_scale(False) > 0.05

@@ -170,22 +170,29 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def _reversal_batch(src_lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Random sentences of these lengths (up to 6) over 10 symbols, and their reversals:
+    src, src_lengths, tgt_in, tgt_out."""
+    size = len(src_lengths)
+    src = torch.randint(4, 14, (size, 6))
+    src[torch.arange(6) >= src_lengths[:, None]] = PAD
+    tgt_in = torch.full((size, 7), PAD)
+    tgt_out = torch.full((size, 7), PAD)
+    for i in range(size):
+        row = src[i, : src_lengths[i]].flip(0)
+        tgt_in[i, : len(row) + 1] = torch.cat([torch.tensor([BOS]), row])
+        tgt_out[i, : len(row) + 1] = torch.cat([row, torch.tensor([EOS])])
+    return src, src_lengths, tgt_in, tgt_out
+
+
 def test_overfits_a_few_sentence_pairs(one_thread):
     """The toy task (reverse the source) is learnt: the loss falls by far on a handful of pairs."""
     torch.manual_seed(0)
-    src = torch.randint(4, 14, (8, 6))
-    src_lengths = torch.tensor([6, 5, 6, 4, 3, 6, 5, 2])
-    src[torch.arange(6) >= src_lengths[:, None]] = PAD
-    reversed_rows = [src[i, : src_lengths[i]].flip(0) for i in range(8)]
-    tgt_in = torch.full((8, 7), PAD)
-    tgt_out = torch.full((8, 7), PAD)
-    for i, row in enumerate(reversed_rows):
-        tgt_in[i, : len(row) + 1] = torch.cat([torch.tensor([BOS]), row])
-        tgt_out[i, : len(row) + 1] = torch.cat([row, torch.tensor([EOS])])
+    data = _reversal_batch(torch.tensor([6, 5, 6, 4, 3, 6, 5, 2]))
     model = build_model(ModelConfig(emb_size=16, hidden_size=32, dropout=0.0), 14, {"rev": 14})
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
     losses = [
-        train_step(model, optimizer, "rev", (src, src_lengths, tgt_in, tgt_out)) for _ in range(50)
+        train_step(model, optimizer, "rev", data) for _ in range(50)
     ]
     assert losses[-1] < 0.1 * losses[0], losses[::10]
 
@@ -235,23 +242,30 @@ def test_regularised_model_learns_the_toy_task(one_thread):
     """With every regularisation option on (word dropout, state dropout, out-dropout, weight
     decay) the reversal task is still learnt: the loss falls by far."""
     torch.manual_seed(0)
-    src = torch.randint(4, 14, (16, 6))
-    src_lengths = torch.randint(2, 7, (16,))
-    src[torch.arange(6) >= src_lengths[:, None]] = PAD
-    tgt_in = torch.full((16, 7), PAD)
-    tgt_out = torch.full((16, 7), PAD)
-    for i in range(16):
-        row = src[i, : src_lengths[i]].flip(0)
-        tgt_in[i, : len(row) + 1] = torch.cat([torch.tensor([BOS]), row])
-        tgt_out[i, : len(row) + 1] = torch.cat([row, torch.tensor([EOS])])
+    data = _reversal_batch(torch.randint(2, 7, (16,)))
     cfg = ModelConfig(emb_size=16, hidden_size=32, dropout=0.1, out_dropout=0.2, enc_dropout=0.2,
                       word_dropout=0.1)
     model = build_model(cfg, 14, {"rev": 14})
     assert model.encoder.word_dropout.whole_tokens and model.encoder.state_dropout.p == 0.2
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03, weight_decay=1e-5)
     losses = [
-        train_step(model, optimizer, "rev", (src, src_lengths, tgt_in, tgt_out)) for _ in range(80)
+        train_step(model, optimizer, "rev", data) for _ in range(80)
     ]
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+def test_layer_norm_model_learns_the_toy_task_and_starts_as_a_plain_normalisation(one_thread):
+    """--layer-norm: the normalisers start with gain 1 and bias 0 (not the uniform init of the
+    other weights), and the reversal task is learnt with them."""
+    torch.manual_seed(0)
+    data = _reversal_batch(torch.randint(2, 7, (16,)))
+    model = build_model(ModelConfig(emb_size=16, hidden_size=32, dropout=0.1, dec_layers=2,
+                                    layer_norm=True), 14, {"rev": 14})
+    norms = model.decoders["rev"].norms
+    assert len(norms) == 4
+    assert all(bool((n.weight == 1).all() and (n.bias == 0).all()) for n in norms)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    losses = [train_step(model, optimizer, "rev", data) for _ in range(80)]
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
@@ -259,8 +273,8 @@ def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner
                                                                            reversal_bundle,
                                                                            tmp_path):
     """`nmt train` with the new model options (tied embeddings through a readout, state and word
-    dropout, out-dropout) learns the reversal task; its checkpoint translates at every decoding
-    precision, one line per input."""
+    dropout, out-dropout, layer norm) learns the reversal task; its checkpoint translates at
+    every decoding precision, one line per input."""
     from nmt.runlog import read_metrics
     from nmt_cli.main import app
 
@@ -268,7 +282,7 @@ def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner
     result = runner.invoke(app, [
         "-q", "train", "--data", str(reversal_bundle), "--out", str(run), "--emb-size", "32",
         "--hidden-size", "64", "--tie-embeddings", "--dropout", "0.1", "--enc-dropout", "0.2",
-        "--out-dropout", "0.2", "--word-dropout", "0.05", "--weight-decay", "1e-5",
+        "--out-dropout", "0.2", "--word-dropout", "0.05", "--weight-decay", "1e-5", "--layer-norm",
         "--lr", "0.01", "--batch-size", "32", "--threads", "1", "--max-steps", "500",
         "--valid-every", "500", "--log-every", "20",
     ])
