@@ -138,6 +138,9 @@ def _write_gz_reversal(prefix: Path, n: int, seed: int) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
+    """The default recipe (two teachers, their ensemble's translations, a student), killed twice
+    in its first training, then rerun: it resumes that teacher, finishes the rest and scores
+    the finished student."""
     data, work = tmp_path / "data", tmp_path / "work"
     data.mkdir()
     for split, n, seed in (("train", 600, 0), ("val", 30, 1), ("test_2016_flickr", 30, 2)):
@@ -147,25 +150,30 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
     make = ["make", "-s", "-C", str(ROOT / "recipes" / "multi30k"), "en-de", f"DATA={data}",
             f"CONFIG={config}", f"WORK={work}", f"RESULTS={tmp_path / 'results'}"]
     nmt = str(Path(sys.executable).parent / "nmt")
-    model = work / "model-en-de"
+    teacher, student = work / "teacher1-en-de", work / "student-en-de"
 
     def recipe(kill: str | None) -> subprocess.CompletedProcess:
         wrapper = f"{sys.executable} {ROOT / 'recipes/stress/killpoint.py'} {kill}" if kill else ""
         return subprocess.run([*make, f"NMT={wrapper or nmt}"], capture_output=True, text=True)
 
     assert recipe("batch:3").returncode != 0  # killed before its first checkpoint
-    assert not checkpoint.step_checkpoints(model)
+    assert not checkpoint.step_checkpoints(teacher)
     assert recipe("validation:3").returncode != 0  # restarted; killed after best.pt appeared
-    assert [s for s, _ in checkpoint.step_checkpoints(model)] == [10, 20]
-    assert (model / runlog.BEST).is_file() and not (model / runlog.DONE).exists()
+    assert [s for s, _ in checkpoint.step_checkpoints(teacher)] == [10, 20]
+    assert (teacher / runlog.BEST).is_file() and not (teacher / runlog.DONE).exists()
+    assert not (work / "teacher2-en-de").exists() and not student.exists()
 
     finished = recipe(None)
     assert finished.returncode == 0, finished.stderr
-    assert json.loads((model / runlog.DONE).read_text())["step"] == 30
-    assert checkpoint.load(model / runlog.BEST)["step"] == 30  # valid loss improved each time
-    assert [r["step"] for r in runlog.read_metrics(model / runlog.METRICS)
-            if r["kind"] == "valid"] == [10, 20, 30]
+    for run in (teacher, work / "teacher2-en-de", student):
+        assert json.loads((run / runlog.DONE).read_text())["step"] == 30
+        assert [r["step"] for r in runlog.read_metrics(run / runlog.METRICS)
+                if r["kind"] == "valid"] == [10, 20, 30]
+    assert checkpoint.load(teacher / runlog.BEST)["step"] == 30  # valid loss improved each time
+    distilled = (work / "distilled-text-en-de" / "train.de").read_text().splitlines()
+    assert len(distilled) == 600  # one teacher translation per training source
     for split in ("val", "test_2016_flickr"):
         hyp = tmp_path / "results" / f"{split}.en-de.hyp"
-        assert hyp.stat().st_mtime >= (model / runlog.DONE).stat().st_mtime
+        assert hyp.stat().st_mtime >= (student / runlog.DONE).stat().st_mtime
+    assert str(student) in (tmp_path / "results" / "en-de.scores").read_text()
     assert (tmp_path / "results" / "en-de.scores").read_text().count('"score"') >= 2
