@@ -51,6 +51,10 @@ class ModelConfig:
         False, "Layer normalisation in the decoder's recurrent layers: the input and recurrent "
         "pre-activations of each cell are normalised apart."
     )
+    conditional: bool = _opt(
+        False, "Conditional decoder (Nematus' cGRU, with the chosen cell): no input feeding; the "
+        "top layer's state advances a second time per step, on the attention's context."
+    )
     tie_embeddings: bool = _opt(
         False, "Tie target embedding and output weights; when emb-size differs from hidden-size, "
         "a projection to emb-size comes before the output layer."

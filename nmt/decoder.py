@@ -11,6 +11,13 @@ apart: Cell(LN(W_x x_t), LN(W_h h_{t-1})), each LN with a gain and bias of its o
 Or, with a readout (tied embeddings of another size than H), logits = W_o (W_r o_t) + b_o,
 where W_o is the target embedding table (V, E) and W_r is (E, H); a tanh on the readout learns
 the toy task far slower (recipes/multi30k/EXPERIMENTS.md).
+The conditional decoder (Sennrich et al. 2017, Nematus' cGRU, with any cell here) feeds no
+attentional vector; instead the top layer's state advances twice per step, the second time on
+the context:
+    s'_t    = Cell(y_{t-1}, s_{t-1})                  stacked layers
+    c_t     = Attention(query = top-layer s'_t, encoder states)
+    s_t     = Cell_c(c_t, s'_t)                       the top layer's state for step t+1
+    a_t     = tanh(W_c [s_t; c_t])                    read by the output layer as above
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
@@ -106,11 +113,12 @@ class StepOps:
     """What a decoder step calls, prepared once per pass: the modules, or with the fast kernels in
     training their loop forms (nmt/kernels/steplinear.py, AdditiveAttention.loop)."""
 
-    inputs: list[Linear]  # layer 0: W_feed a_{t-1}; layer l > 0: its input multiply
+    inputs: list[Linear | None]  # layer 0: W_feed a_{t-1} (None: nothing fed); l > 0: W_x x
     recurrent: list[Linear]  # per layer: W_hh h
     query: Linear  # attention W_s
     attend: Attend  # projected query -> context, attention weights
     combine: Linear  # W_c
+    context: tuple[Linear, Linear] | None  # the conditional decoder's Cell_c: W_x c_t, W_hh s'_t
 
 
 class Decoder(nn.Module):
@@ -119,12 +127,13 @@ class Decoder(nn.Module):
     def __init__(self, embeddings: Embeddings, hidden_size: int, enc_size: int, attention_size: int,
                  layers: int = 1, cell: str = "lstm", dropout: float = 0.0,
                  out_proj: nn.Linear | None = None, out_dropout: float | None = None,
-                 readout: bool = False, layer_norm: bool = False):
+                 readout: bool = False, layer_norm: bool = False, conditional: bool = False):
         """`out_proj` (H -> V, or E -> V with `readout`) may be given to share it between
         decoders; by default it is new. `out_dropout`: the output layer reads the attentional
         vector through a dropout of this rate, not fed back; None: it reads the fed vector.
         `readout` puts W_r o_t (H -> E) before the output layer. `layer_norm` normalises each
-        layer's input and recurrent pre-activations (module docstring)."""
+        cell's input and recurrent pre-activations; `conditional` makes the conditional decoder
+        (module docstring)."""
         super().__init__()
         gates = GATES[cell] * hidden_size
         self.embeddings = embeddings
@@ -138,12 +147,16 @@ class Decoder(nn.Module):
         self.bridge_c = nn.Linear(enc_size, layers * hidden_size) if cell == "lstm" else None
         # Layer 0's input [y; a] is multiplied as emb_proj(y) (hoisted, with bias) + feed_proj(a).
         self.emb_proj = nn.Linear(embeddings.embedding_dim, gates)
-        self.feed_proj = nn.Linear(hidden_size, gates, bias=False)
+        self.feed_proj = None if conditional else nn.Linear(hidden_size, gates, bias=False)
         self.input_proj = nn.ModuleList(nn.Linear(hidden_size, gates) for _ in range(layers - 1))
         # Only the GRU needs a recurrent bias of its own (inside r * (W_hn h + b_hn)).
         self.recurrent = nn.ModuleList(nn.Linear(hidden_size, gates, bias=cell == "gru")
                                        for _ in range(layers))
-        norms = 2 * layers if layer_norm else 0  # per layer: input side, recurrent side
+        # Cell_c of the conditional decoder: its input multiply, then its recurrent one.
+        self.context_cell = nn.ModuleList(
+            [nn.Linear(enc_size, gates), nn.Linear(hidden_size, gates, bias=cell == "gru")]
+            if conditional else [])
+        norms = 2 * (layers + conditional) if layer_norm else 0  # per cell: input, recurrent side
         self.norms = nn.ModuleList(nn.LayerNorm(gates) for _ in range(norms))
         self.attention = AdditiveAttention(enc_size, hidden_size, attention_size)
         self.combine = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)  # W_c
@@ -245,9 +258,13 @@ class Decoder(nn.Module):
 
     def _ops(self, memory: Memory) -> StepOps:
         loop = step_linear if kernels.enabled() else _module
-        return StepOps([loop(m) for m in (self.feed_proj, *self.input_proj)],
+        feed = None if self.feed_proj is None else loop(self.feed_proj)
+        context = None
+        if self.context_cell:
+            context = loop(self.context_cell[0]), loop(self.context_cell[1])
+        return StepOps([feed, *(loop(m) for m in self.input_proj)],
                        [loop(m) for m in self.recurrent], loop(self.attention.query_proj),
-                       self.attention.loop(memory), loop(self.combine))
+                       self.attention.loop(memory), loop(self.combine), context)
 
     def _advance(self, x_gates: Tensor, feed: Tensor, h: list[Tensor], c: list[Tensor] | None,
                  ops: StepOps) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
@@ -259,20 +276,31 @@ class Decoder(nn.Module):
         new_h, new_c = [], []
         x = feed
         for layer, rec in enumerate(ops.recurrent):
-            if layer == 0:
+            if layer > 0:
+                gates = ops.inputs[layer](self.dropout(x))  # (N, G)
+            elif ops.inputs[0] is not None:
                 gates = x_gates + ops.inputs[0](x)  # (N, G)
             else:
-                gates = ops.inputs[layer](self.dropout(x))  # (N, G)
-            h_gates = rec(h[layer])  # (N, G)
-            if self.norms:
-                gates, h_gates = self.norms[2 * layer](gates), self.norms[2 * layer + 1](h_gates)
+                gates = x_gates  # the conditional decoder feeds nothing
             cell_state = None if c is None else c[layer]
-            x, cell_state = self._cell(gates, h_gates, h[layer], cell_state)  # (N, H)
+            x, cell_state = self._run_cell(layer, gates, rec(h[layer]), h[layer], cell_state)
             new_h.append(x)
             new_c.append(cell_state)
         context, attn = ops.attend(ops.query(x))  # (N, H_enc), (N, S)
+        if ops.context is not None:  # s_t = Cell_c(c_t, s'_t)
+            x_in, rec = ops.context
+            x, new_c[-1] = self._run_cell(len(new_h), x_in(context), rec(x), x, new_c[-1])
+            new_h[-1] = x
         hidden = torch.tanh(ops.combine(torch.cat([x, context], dim=1)))  # (N, H)
         return hidden, new_h, None if c is None else new_c, attn
+
+    def _run_cell(self, index: int, gates: Tensor, h_gates: Tensor, h: Tensor,
+                  c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Cell `index` (the layers', then Cell_c) on its pre-activations (N, G), each
+        layer-normalised apart when the decoder has norms; returns h (N, H) and c."""
+        if self.norms:
+            gates, h_gates = self.norms[2 * index](gates), self.norms[2 * index + 1](h_gates)
+        return self._cell(gates, h_gates, h, c)
 
 
 def _module(module: nn.Module) -> Linear:

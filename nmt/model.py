@@ -86,7 +86,7 @@ def build_model(
         emb, out_proj = shared_parts
         decoders[task] = Decoder(emb, cfg.hidden_size, cfg.hidden_size, attention_size,
                                  cfg.dec_layers, cfg.cell, cfg.dropout, out_proj, out_dropout,
-                                 readout, cfg.layer_norm)
+                                 readout, cfg.layer_norm, cfg.conditional)
     model = Seq2Seq(encoder, decoders)
     _init_parameters(model)
     if cfg.tie_embeddings:

@@ -32,6 +32,7 @@ ARCHITECTURE = (
     "cell",
     "attention_size",
     "layer_norm",
+    "conditional",
     "tie_embeddings",
     "share_decoder_embeddings",
 )

@@ -15,10 +15,10 @@ V, E, H, A, S = 11, 6, 8, 5, 7
 SRC_LENGTHS = torch.tensor([7, 3, 5])
 
 
-def make(cell="lstm", layers=1, dropout=0.3, seed=0, layer_norm=False):
+def make(cell="lstm", layers=1, dropout=0.3, seed=0, layer_norm=False, conditional=False):
     torch.manual_seed(seed)
     decoder = Decoder(Embeddings(V, E), H, H, A, layers=layers, cell=cell, dropout=dropout,
-                      layer_norm=layer_norm)
+                      layer_norm=layer_norm, conditional=conditional)
     for param in decoder.parameters():
         nn.init.uniform_(param, -0.5, 0.5)  # larger than the model's init: differences show
     batch = len(SRC_LENGTHS)
@@ -33,13 +33,16 @@ def make(cell="lstm", layers=1, dropout=0.3, seed=0, layer_norm=False):
     return decoder.eval(), enc, tgt_in
 
 
-CELLS = [("lstm", 1, False), ("gru", 1, False), ("rnn", 1, False), ("lstm", 2, False),
-         ("gru", 2, False), ("lstm", 2, True), ("gru", 1, True)]  # cell, layers, layer norm
+# cell, layers, layer norm, conditional
+CELLS = [("lstm", 1, False, False), ("gru", 1, False, False), ("rnn", 1, False, False),
+         ("lstm", 2, False, False), ("gru", 2, False, False), ("lstm", 2, True, False),
+         ("gru", 1, True, False), ("lstm", 1, False, True), ("gru", 2, False, True),
+         ("lstm", 2, True, True)]
 
 
-@pytest.mark.parametrize(("cell", "layers", "layer_norm"), CELLS)
-def test_forward_equals_step_by_step(cell, layers, layer_norm):
-    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm)
+@pytest.mark.parametrize(("cell", "layers", "layer_norm", "conditional"), CELLS)
+def test_forward_equals_step_by_step(cell, layers, layer_norm, conditional):
+    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm, conditional=conditional)
     hidden, attn = decoder(tgt_in, enc)
     assert hidden.shape == (3, 5, H) and attn.shape == (3, 5, S)
     logits = decoder.output(hidden)  # (B, T, V)
@@ -183,11 +186,11 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
     assert torch.allclose(decoder.memory(enc).keys, 2 * keys)  # the sigmoid form (nmt/kernels)
 
 
-@pytest.mark.parametrize(("cell", "layers", "layer_norm"), CELLS)
-def test_fast_kernels_equal_the_plain_decoder(cell, layers, layer_norm):
+@pytest.mark.parametrize(("cell", "layers", "layer_norm", "conditional"), CELLS)
+def test_fast_kernels_equal_the_plain_decoder(cell, layers, layer_norm, conditional):
     """forward() with gradients takes the loop forms (nmt/kernels/steplinear.py and attention.py):
     the outputs and every parameter's gradient equal the plain decoder's autograd."""
-    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm)
+    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm, conditional=conditional)
     enc.states.requires_grad_(True)
 
     def grads():
@@ -260,3 +263,28 @@ def test_layer_norm_normalises_each_pre_activation_apart():
     assert [norm.normalized_shape for norm in decoder.norms] == [(4 * H,)] * 4
     assert change_when_recurrent_weights_scale(True) < 1e-3
     assert change_when_recurrent_weights_scale(False) > 0.05
+
+
+def test_conditional_step_is_its_equations():
+    """--conditional, one LSTM layer: s' = Cell(y, s), c = Attention(s'), s_t = Cell_c(c, s'),
+    a = tanh(W_c [s_t; c]), written out with the decoder's own modules; the fed vector is not
+    read (the decoder has no W_feed)."""
+    decoder, enc, tgt_in = make("lstm", conditional=True)
+    assert decoder.feed_proj is None and len(decoder.context_cell) == 2
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
+    y = tgt_in[:, 0]
+    logits, new_state, attn = decoder.step(y, state, memory)
+
+    h0, c0 = state.h[0], state.c[0]
+    gates = decoder.emb_proj(decoder.embeddings(y))
+    s1, c1 = lstm_cell(gates, decoder.recurrent[0](h0), h0, c0)  # s'_t
+    context, weights = decoder.attention(s1, memory)  # c_t
+    x_in, rec = decoder.context_cell
+    s2, c2 = lstm_cell(x_in(context), rec(s1), s1, c1)  # s_t
+    a = torch.tanh(decoder.combine(torch.cat([s2, context], dim=1)))
+    assert torch.allclose(logits, decoder.out_proj(a), atol=1e-5)
+    assert torch.allclose(attn, weights, atol=1e-6)
+    assert torch.allclose(new_state.h[0], s2, atol=1e-6)
+    assert torch.allclose(new_state.c[0], c2, atol=1e-6)
+    other = DecoderState(state.h, state.c, torch.randn_like(state.feed))
+    assert torch.allclose(decoder.step(y, other, memory)[0], logits)

@@ -269,12 +269,25 @@ def test_layer_norm_model_learns_the_toy_task_and_starts_as_a_plain_normalisatio
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
+def test_conditional_decoder_learns_the_toy_task(one_thread):
+    """--conditional (two layers): the reversal task is learnt without input feeding."""
+    torch.manual_seed(0)
+    data = _reversal_batch(torch.randint(2, 7, (16,)))
+    model = build_model(ModelConfig(emb_size=16, hidden_size=32, dropout=0.1, dec_layers=2,
+                                    conditional=True), 14, {"rev": 14})
+    assert model.decoders["rev"].feed_proj is None
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    losses = [train_step(model, optimizer, "rev", data) for _ in range(80)]
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+
+
+@pytest.mark.parametrize("decoder", [[], ["--conditional"]])
 def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner,
                                                                            reversal_bundle,
-                                                                           tmp_path):
+                                                                           tmp_path, decoder):
     """`nmt train` with the new model options (tied embeddings through a readout, state and word
-    dropout, out-dropout, layer norm) learns the reversal task; its checkpoint translates at
-    every decoding precision, one line per input."""
+    dropout, out-dropout, layer norm; the input-feeding and the conditional decoder) learns the
+    reversal task; its checkpoint translates at every decoding precision, one line per input."""
     from nmt.runlog import read_metrics
     from nmt_cli.main import app
 
@@ -284,9 +297,10 @@ def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner
         "--hidden-size", "64", "--tie-embeddings", "--dropout", "0.1", "--enc-dropout", "0.2",
         "--out-dropout", "0.2", "--word-dropout", "0.05", "--weight-decay", "1e-5", "--layer-norm",
         "--lr", "0.01", "--batch-size", "32", "--threads", "1", "--max-steps", "500",
-        "--valid-every", "500", "--log-every", "20",
+        "--valid-every", "500", "--log-every", "20", *decoder,
     ])
     assert result.exit_code == 0, result.stderr
+    assert (f"conditional = {str(bool(decoder)).lower()}" in (run / "config.toml").read_text())
     records = read_metrics(run / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < 0.5 * losses[0], losses
