@@ -7,6 +7,8 @@ from nmt.loss import sequence_loss
 from nmt.model import Seq2Seq, build_model
 from nmt.vocab import BOS, EOS, PAD
 
+from conftest import NEEDS_BF16
+
 TINY = ModelConfig(emb_size=8, hidden_size=12, attention_size=6, dropout=0.1)
 
 
@@ -281,7 +283,9 @@ def test_conditional_decoder_learns_the_toy_task(one_thread):
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
-@pytest.mark.parametrize("decoder", [[], ["--conditional"]])
+@pytest.mark.parametrize("decoder", [
+    [], ["--conditional"], pytest.param(["--conditional", "--precision", "bf16"], marks=NEEDS_BF16)
+])
 def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner,
                                                                            reversal_bundle,
                                                                            tmp_path, decoder):
@@ -301,6 +305,7 @@ def test_tied_readout_and_regularisation_learn_the_toy_task_and_translate(runner
     ])
     assert result.exit_code == 0, result.stderr
     assert (f"conditional = {str(bool(decoder)).lower()}" in (run / "config.toml").read_text())
+    assert ("bf16" in decoder) == ('precision = "bf16"' in (run / "config.toml").read_text())
     records = read_metrics(run / "metrics.jsonl")
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < 0.5 * losses[0], losses
