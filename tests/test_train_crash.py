@@ -138,9 +138,9 @@ def _write_gz_reversal(prefix: Path, n: int, seed: int) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
-    """The default recipe (two teachers, their ensemble's translations, a student), killed twice
-    in its first training, then rerun: it resumes that teacher, finishes the rest and scores
-    the finished student."""
+    """The default recipe (two teachers, their ensemble's translations, a student on those after
+    the original pairs), killed twice in its first training, then rerun: it resumes that
+    teacher, finishes the rest and scores the finished student."""
     data, work = tmp_path / "data", tmp_path / "work"
     data.mkdir()
     for split, n, seed in (("train", 600, 0), ("val", 30, 1), ("test_2016_flickr", 30, 2)):
@@ -150,7 +150,7 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
     make = ["make", "-s", "-C", str(ROOT / "recipes" / "multi30k"), "en-de", f"DATA={data}",
             f"CONFIG={config}", f"WORK={work}", f"RESULTS={tmp_path / 'results'}"]
     nmt = str(Path(sys.executable).parent / "nmt")
-    teacher, student = work / "teacher1-en-de", work / "student-en-de"
+    teacher, student = work / "teacher1-en-de", work / "student-mixed-en-de"
 
     def recipe(kill: str | None) -> subprocess.CompletedProcess:
         wrapper = f"{sys.executable} {ROOT / 'recipes/stress/killpoint.py'} {kill}" if kill else ""
@@ -170,8 +170,13 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
         assert [r["step"] for r in runlog.read_metrics(run / runlog.METRICS)
                 if r["kind"] == "valid"] == [10, 20, 30]
     assert checkpoint.load(teacher / runlog.BEST)["step"] == 30  # valid loss improved each time
-    distilled = (work / "distilled-text-en-de" / "train.de").read_text().splitlines()
-    assert len(distilled) == 600  # one teacher translation per training source
+    translated = (work / "translated-en-de" / "train.txt").read_text().splitlines()
+    assert len(translated) == 600  # one translation per training source
+    sources, targets = ((data / f"train.{x}").read_text().splitlines() for x in ("sym", "rev"))
+    text = work / "mixed-text-en-de"
+    assert (text / "train.de").read_text().splitlines() == targets + translated
+    assert (text / "train.en").read_text().splitlines() == sources + sources
+    assert "max-epochs = 6" in (student / "config.toml").read_text()  # twice the pairs
     for split in ("val", "test_2016_flickr"):
         hyp = tmp_path / "results" / f"{split}.en-de.hyp"
         assert hyp.stat().st_mtime >= (student / runlog.DONE).stat().st_mtime
