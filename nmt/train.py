@@ -195,7 +195,8 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        if state["model_config"] != to_dict(self.model_cfg):
+        # A setting added to nmt after the run began takes its default (the old model's form).
+        if {**to_dict(ModelConfig()), **state["model_config"]} != to_dict(self.model_cfg):
             raise ConfigError("the model settings differ from the run's checkpoint; "
                               "resume with the run's own config.toml")
         self.model.load_state_dict(state["model"])

@@ -136,6 +136,22 @@ def test_resume_from_a_checkpoint_without_optimizer_state(runner, reversal_run, 
     _fails(result, 4, str(last), "incomplete checkpoint (no optimizer)")
 
 
+def test_a_run_begun_before_a_model_setting_existed_resumes(runner, reversal_run, tmp_path):
+    """A checkpoint written before `conditional` (or any later model setting) existed resumes:
+    the missing setting takes its default; a setting that differs is still refused."""
+    run = tmp_path / "run"
+    shutil.copytree(reversal_run, run)
+    last = checkpoint.step_checkpoints(run)[-1][1]
+    _resave(last, lambda state: state["model_config"].pop("conditional"))
+    result = runner.invoke(app, ["-q", "train", "--resume", str(run), "--max-steps", "160"])
+    assert result.exit_code == 0, result.stderr
+    assert checkpoint.step_checkpoints(run)[-1][0] == 160
+    _resave(checkpoint.step_checkpoints(run)[-1][1],
+            lambda state: state["model_config"].update(conditional=True))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--max-steps", "170"])
+    assert result.exit_code != 0 and "model settings differ" in result.stderr
+
+
 def test_translation_writes_no_file(runner, model):
     """Under `ulimit -f 0` translation to stdout still works; to a file it is one line, exit 5."""
     lines = "a b c\nd e f g\n"
