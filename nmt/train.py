@@ -21,7 +21,7 @@ import torch
 
 from nmt import checkpoint, runlog, warmstart
 from nmt.bundle import open_bundle
-from nmt.config import ModelConfig, TrainConfig, dump_toml, to_dict
+from nmt.config import ModelConfig, TrainConfig, dump_toml, resolve, to_dict
 from nmt.data import BucketSampler, make_batch
 from nmt.device import Dist, autocast, autocast_dtype, choose_device, init_distributed, set_threads
 from nmt.errors import CheckpointError, ConfigError
@@ -195,8 +195,9 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        # A setting added to nmt after the run began takes its default (the old model's form).
-        if {**to_dict(ModelConfig()), **state["model_config"]} != to_dict(self.model_cfg):
+        # Read as every checkpoint is (checkpoint.read): a setting added to nmt after the run
+        # began takes its default, the old model's form.
+        if resolve(state["model_config"])[0] != self.model_cfg:
             raise ConfigError("the model settings differ from the run's checkpoint; "
                               "resume with the run's own config.toml")
         self.model.load_state_dict(state["model"])
