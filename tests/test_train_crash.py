@@ -5,6 +5,7 @@ directory, a torn metrics line, and a recipe rerun after an interruption."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import resource
@@ -127,12 +128,24 @@ def test_resume_drops_a_torn_metrics_line(tmp_path):
     assert [r["step"] for r in runlog.read_metrics(path)] == [5, 10]
 
 
-def _write_gz_reversal(prefix: Path, n: int, seed: int) -> None:
-    """PREFIX.en.gz / PREFIX.de.gz: the reversal task under Multi30k's names."""
+def _write_gz_reversal(prefix: Path, n: int, seed: int, targets: tuple[str, ...] = ("de",)) -> None:
+    """PREFIX.en.gz / PREFIX.X.gz for each target X: the reversal task under Multi30k's names."""
     write_reversal(prefix, n, seed)
-    for plain, lang in (("sym", "en"), ("rev", "de")):
+    for plain, lang in (("sym", "en"), *(("rev", target) for target in targets)):
         with open(f"{prefix}.{plain}", "rb") as src, gzip.open(f"{prefix}.{lang}.gz", "wb") as dst:
             shutil.copyfileobj(src, dst)
+
+
+def _recipe_inputs(tmp_path: Path, targets: tuple[str, ...] = ("de",)) -> list[str]:
+    """Tiny Multi30k-named data and config under tmp_path: the recipe's make command line."""
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    for split, n, seed in (("train", 600, 0), ("val", 30, 1), ("test_2016_flickr", 30, 2)):
+        _write_gz_reversal(data / split, n, seed, targets)
+    config = tmp_path / "tiny.toml"
+    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in SETTINGS.items()))
+    return ["make", "-s", "-C", str(ROOT / "recipes" / "multi30k"), f"DATA={data}",
+            f"CONFIG={config}", f"WORK={work}", f"RESULTS={tmp_path / 'results'}"]
 
 
 @pytest.mark.slow
@@ -142,13 +155,7 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
     the original pairs), killed twice in its first training, then rerun: it resumes that
     teacher, finishes the rest and scores the finished student."""
     data, work = tmp_path / "data", tmp_path / "work"
-    data.mkdir()
-    for split, n, seed in (("train", 600, 0), ("val", 30, 1), ("test_2016_flickr", 30, 2)):
-        _write_gz_reversal(data / split, n, seed)
-    config = tmp_path / "tiny.toml"
-    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in SETTINGS.items()))
-    make = ["make", "-s", "-C", str(ROOT / "recipes" / "multi30k"), "en-de", f"DATA={data}",
-            f"CONFIG={config}", f"WORK={work}", f"RESULTS={tmp_path / 'results'}"]
+    make = [*_recipe_inputs(tmp_path), "en-de"]
     nmt = str(Path(sys.executable).parent / "nmt")
     teacher, student = work / "teacher1-en-de", work / "student-mixed-en-de"
 
@@ -182,3 +189,33 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
         assert hyp.stat().st_mtime >= (student / runlog.DONE).stat().st_mtime
     assert str(student) in (tmp_path / "results" / "en-de.scores").read_text()
     assert (tmp_path / "results" / "en-de.scores").read_text().count('"score"') >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_multitask_recipe_scores_one_model_against_the_single_task_models(tmp_path):
+    """`make multitask`: one model with a decoder per direction, trained with the recipe's
+    config and first seed, validated after as many updates per direction as a single-task
+    model, and scored beside each direction's first teacher."""
+    work, results = tmp_path / "work", tmp_path / "results"
+    make = [*_recipe_inputs(tmp_path, ("de", "fr")), "multitask", "TASKS=de,fr",
+            f"NMT={Path(sys.executable).parent / 'nmt'}"]
+    done = subprocess.run(make, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    multi = work / "multitask"
+    assert checkpoint.load(multi / runlog.BEST, keys=("tasks",))["tasks"] == ["de", "fr"]
+    config = (multi / "config.toml").read_text()
+    assert 'task-schedule = "round-robin"' in config and "seed = 1\n" in config
+    assert "valid-every = 750" in config  # 3 x fast.toml's 250 (here past max-steps: at the end)
+    for single in ("teacher1-en-de", "teacher1-en-fr"):
+        assert json.loads((work / single / runlog.DONE).read_text())["step"] == 30
+    for split, kind, task in itertools.product(("val", "test_2016_flickr"), ("multi", "single"),
+                                               ("de", "fr")):
+        assert len((results / f"{split}.{kind}.{task}.hyp").read_text().splitlines()) == 30
+        lowercased = json.loads((results / f"{split}.{kind}.{task}.lc.json").read_text())
+        assert 0.0 <= lowercased["BLEU"]["score"] <= 100.0
+    rows = [line for line in (results / "multitask.scores").read_text().splitlines()
+            if line.startswith("| en->")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| en->de", "single-task"], ["| en->de", "multi-task"],
+        ["| en->fr", "single-task"], ["| en->fr", "multi-task"]]
