@@ -206,7 +206,9 @@ def test_multitask_recipe_scores_one_model_against_the_single_task_models(tmp_pa
     assert checkpoint.load(multi / runlog.BEST, keys=("tasks",))["tasks"] == ["de", "fr"]
     config = (multi / "config.toml").read_text()
     assert 'task-schedule = "round-robin"' in config and "seed = 1\n" in config
-    assert "valid-every = 750" in config  # 3 x fast.toml's 250 (here past max-steps: at the end)
+    assert "valid-every = 20" in config  # 2 directions x the config's 10
+    assert [r["step"] for r in runlog.read_metrics(multi / runlog.METRICS)
+            if r["kind"] == "valid"] == [20, 30]
     for single in ("teacher1-en-de", "teacher1-en-fr"):
         assert json.loads((work / single / runlog.DONE).read_text())["step"] == 30
     for split, kind, task in itertools.product(("val", "test_2016_flickr"), ("multi", "single"),
