@@ -88,9 +88,10 @@ class TrainConfig:
     lr: float = _opt(5e-4, "Peak learning rate.")
     optimizer: Literal["adam", "adamw"] = _opt("adam", "Optimizer.")
     weight_decay: float = _opt(0.0, "Weight decay (decoupled with adamw).")
-    schedule: Literal["plateau", "warmup", "constant"] = _opt(
+    schedule: Literal["plateau", "warmup", "cosine", "constant"] = _opt(
         "plateau",
-        "LR schedule: reduce on validation plateau, warm-up + inverse-sqrt decay, or none.",
+        "LR schedule: reduce on validation plateau, warm-up + inverse-sqrt decay, a cosine "
+        "down to min-lr over max-steps (else max-epochs), or none.",
     )
     warmup_steps: int = _opt(1000, "Warm-up steps of the warmup schedule.")
     lr_decay: float = _opt(0.5, "Plateau schedule: factor applied to the LR.")

@@ -108,6 +108,11 @@ class BucketSampler:
     def __len__(self) -> int:
         return len(self._epoch_batches())
 
+    @property
+    def epochs_done(self) -> float:
+        """Epochs taken, with the current one's fraction (an epoch's last batch completes it)."""
+        return self.epoch + self.position / len(self)
+
     def _epoch_batches(self) -> list[np.ndarray]:
         if self._batches is None:
             self._batches = self._plan(self.epoch)

@@ -4,7 +4,9 @@ Schedules set the learning rate of every parameter group directly:
 - constant: lr;
 - warmup: linear warm-up over `warmup_steps`, then inverse square-root decay,
   lr * min(step / warmup, sqrt(warmup / step));
-- plateau: lr multiplied by `lr_decay` after `lr_patience` validations without improvement.
+- plateau: lr multiplied by `lr_decay` after `lr_patience` validations without improvement;
+- cosine: half a cosine from lr down to `min_lr` over the run's horizon (its updates),
+  min_lr + (lr - min_lr) * (1 + cos(pi * step / horizon)) / 2, whatever the validations say.
 All are bounded below by `min_lr`.
 """
 
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 
 from nmt.config import TrainConfig
+from nmt.errors import ConfigError
 
 
 def build_optimizer(
@@ -32,9 +35,13 @@ def build_optimizer(
 class LrSchedule:
     """The learning rate as a function of the update count and the validation history."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, horizon: int = 0):
+        if cfg.schedule == "cosine" and horizon < 1:
+            raise ConfigError("the cosine schedule needs the run's length: set max-steps or "
+                              "max-epochs")
         self.optimizer = optimizer
         self.cfg = cfg
+        self.horizon = horizon
         self.scale = 1.0  # plateau decay so far
         self.best: float | None = None
         self.bad = 0
@@ -51,6 +58,9 @@ class LrSchedule:
         if cfg.schedule == "warmup":
             n = max(update, 1)
             lr = cfg.lr * min(n / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / n))
+        elif cfg.schedule == "cosine":
+            done = min(update, self.horizon) / self.horizon
+            lr = cfg.min_lr + (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * done)) / 2
         for group in self.optimizer.param_groups:
             group["lr"] = max(lr, cfg.min_lr)
 

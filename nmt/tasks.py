@@ -38,6 +38,12 @@ class TaskSchedule:
         pick = torch.multinomial(self.probs, 1, generator=self.generator)
         return self.tasks[int(pick)]
 
+    def shares(self) -> dict[str, float]:
+        """The expected fraction of batches each task gets."""
+        if self.kind == "round-robin":
+            return {t: 1.0 / len(self.tasks) for t in self.tasks}
+        return {t: float(p) for t, p in zip(self.tasks, self.probs, strict=True)}
+
     def state_dict(self) -> dict[str, Any]:
         return {"count": self.count, "generator": self.generator.get_state()}
 

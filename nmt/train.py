@@ -73,7 +73,6 @@ class Trainer:
                 self.loss, find_unused_parameters=len(self.tasks) > 1
             )
         self.optimizer = build_optimizer(self.model.parameters(), train_cfg)
-        self.schedule = LrSchedule(self.optimizer, train_cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
         self.source = self.bundle.source("train")
@@ -88,6 +87,7 @@ class Trainer:
             {t: len(self.samplers[t].indices) for t in self.tasks}, train_cfg.task_schedule,
             train_cfg.task_temperature, train_cfg.seed,
         )
+        self.schedule = LrSchedule(self.optimizer, train_cfg, self._horizon())
         self.step = 0
         # Wall seconds since the run began, across resumes: time-to-quality curves.
         self.clock = (0.0, time.perf_counter())
@@ -98,6 +98,15 @@ class Trainer:
         self.meta = self._meta_files()
 
     # ---- setup -------------------------------------------------------------------------------
+    def _horizon(self) -> int:
+        """The run's updates: max-steps, or max-epochs of the task whose epochs end last."""
+        cfg = self.cfg
+        if not cfg.max_epochs:
+            return cfg.max_steps
+        shares = self.task_schedule.shares()
+        batches = max(len(self.samplers[t]) / shares[t] for t in self.tasks)
+        updates = math.ceil(cfg.max_epochs * batches / cfg.accum_steps)
+        return min(updates, cfg.max_steps) if cfg.max_steps else updates
 
     def _pretrained(self) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
         """Pretrained source/target vectors named in the model config (target: every task)."""
@@ -273,9 +282,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.step += 1
-            if self.dist.main:  # for a progress display; epochs: with the current one's fraction
-                self.report({"kind": "step", "step": self.step, "epochs": min(
-                    s.epoch + s.position / len(s) for s in self.samplers.values())})
+            if self.dist.main:  # for a progress display
+                self.report({"kind": "step", "step": self.step, "epochs": self._epochs()})
 
             stop_reason = self._stop_reason()
             if self.step % cfg.log_every == 0 or stop_reason:
@@ -286,7 +294,7 @@ class Trainer:
                 stop_reason = self._stop_reason()
                 window["time"] += time.perf_counter() - started  # tokens/s: training time only
         summary = {"step": self.step, "stopped": stop_reason, "best": self.best,
-                   "epochs": min(s.epoch for s in self.samplers.values()),
+                   "epochs": int(self._epochs()),
                    "metric": cfg.valid_metric, "best_step": self.best_step,
                    "elapsed_s": self.elapsed()}
         self.report({"kind": "done", **summary})
@@ -307,11 +315,15 @@ class Trainer:
         dist.all_reduce(total)
         return int(total.item())
 
+    def _epochs(self) -> float:
+        """Epochs done by the task furthest behind."""
+        return min(s.epochs_done for s in self.samplers.values())
+
     def _stop_reason(self) -> str | None:
         cfg = self.cfg
         if cfg.max_steps and self.step >= cfg.max_steps:
             return "max_steps"
-        if cfg.max_epochs and min(s.epoch for s in self.samplers.values()) >= cfg.max_epochs:
+        if cfg.max_epochs and self._epochs() >= cfg.max_epochs:
             return "max_epochs"
         if cfg.patience and self.bad_validations >= cfg.patience:
             return "patience"
@@ -323,7 +335,7 @@ class Trainer:
         loss = float(window["loss"]) / tokens
         elapsed = time.perf_counter() - window["time"]
         record = {"kind": "train", "step": self.step, "elapsed_s": self.elapsed(),
-                  "epoch": min(s.epoch for s in self.samplers.values()),
+                  "epoch": int(self._epochs()),
                   "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": self.schedule.lr,
                   "tokens_per_s": window["tokens"] / elapsed,
                   "sents_per_s": window["sents"] / elapsed}

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from nmt.config import resolve
+from nmt.errors import ConfigError
 from nmt.optim import LrSchedule, build_optimizer, clip_gradients
 from nmt.tasks import TaskSchedule
 
@@ -22,7 +24,7 @@ def _opt(**settings):
     _, cfg = resolve(settings)
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = build_optimizer([param], cfg)
-    return optimizer, LrSchedule(optimizer, cfg)
+    return optimizer, LrSchedule(optimizer, cfg, horizon=cfg.max_steps or 1)
 
 
 def test_warmup_then_decay():
@@ -32,6 +34,25 @@ def test_warmup_then_decay():
         sched.step(step)
         lrs.append(sched.lr)
     assert lrs == [0.1, 0.5, 1.0, 0.5]
+
+
+def test_cosine_falls_to_min_lr_over_the_horizon_whatever_validation_says():
+    _, sched = _opt(schedule="cosine", lr=1.0, min_lr=0.1)
+    assert sched.lr == 1.0  # set at construction: the first update runs at the peak
+    _, sched = _opt(schedule="cosine", lr=1.0, min_lr=0.1, max_steps=100)
+    lrs = []
+    for step in (0, 25, 50, 100, 150):
+        sched.observe(-step, higher_is_better=True)  # ever worse: a plateau would decay
+        sched.step(step)
+        lrs.append(round(sched.lr, 6))
+    assert lrs == [1.0, round(0.1 + 0.9 * (1 + 0.5**0.5) / 2, 6), 0.55, 0.1, 0.1]
+
+
+def test_cosine_needs_the_runs_length():
+    param = torch.nn.Parameter(torch.zeros(1))
+    _, cfg = resolve({"schedule": "cosine"})
+    with pytest.raises(ConfigError, match="max-steps or max-epochs"):
+        LrSchedule(build_optimizer([param], cfg), cfg)
 
 
 def test_plateau_decays_after_patience_and_resumes():
@@ -47,9 +68,11 @@ def test_plateau_decays_after_patience_and_resumes():
 
 
 def test_task_schedules():
-    rr = TaskSchedule({"de": 10, "fr": 10}, "round-robin", 1.0, seed=0)
+    rr = TaskSchedule({"de": 10, "fr": 30}, "round-robin", 1.0, seed=0)
     assert [rr.next() for _ in range(4)] == ["de", "fr", "de", "fr"]
+    assert rr.shares() == {"de": 0.5, "fr": 0.5}
     prop = TaskSchedule({"de": 900, "fr": 100}, "proportional", 1.0, seed=0)
+    assert prop.shares() == pytest.approx({"de": 0.9, "fr": 0.1})
     draws = [prop.next() for _ in range(2000)]
     assert 0.85 < draws.count("de") / 2000 < 0.95
     hot = TaskSchedule({"de": 900, "fr": 100}, "temperature", 100.0, seed=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -130,3 +131,23 @@ def test_pretrained_frozen_source_embeddings(reversal_bundle, tmp_path):
     vocab = open_bundle(reversal_bundle).src_vocab
     assert torch.equal(weights[vocab.index("a")], torch.full((8,), 0.5))
     assert torch.equal(weights[vocab.index("b")], torch.full((8,), -0.25))
+
+
+def test_cosine_schedule_spans_max_epochs_and_learns_the_toy_task(reversal_bundle, tmp_path):
+    """The cosine schedule's horizon is max-epochs of batches: the run ends at min-lr, on the
+    update the epochs end, having learned the task."""
+    settings = {**SMALL, "data": str(reversal_bundle), "schedule": "cosine", "min-lr": 1e-4,
+                "max-epochs": 3, "valid-every": 1000, "patience": 0}
+    summary = train(tmp_path / "run", *resolve(settings))
+    updates = 3 * -(-6000 // 32)  # 6,000 pairs in batches of 32
+    assert summary["step"] == updates and summary["stopped"] == "max_epochs"
+    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    lr = {r["step"]: r["lr"] for r in records}
+    # The rate logged at step s is the one update s ran at, set for s - 1 updates done.
+    halfway = round(updates / 2 / 10) * 10
+    cosine = 1e-4 + (0.003 - 1e-4) * (1 + math.cos(math.pi * (halfway - 1) / updates)) / 2
+    assert lr[halfway] == pytest.approx(cosine)
+    assert lr[updates] == pytest.approx(1e-4, rel=1e-3)
+    assert records[-1]["loss"] < records[0]["loss"] / 5
+    valid = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "valid"]
+    assert valid[-1]["score"] > 90
