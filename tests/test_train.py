@@ -141,7 +141,8 @@ def test_cosine_schedule_spans_max_epochs_and_learns_the_toy_task(reversal_bundl
     summary = train(tmp_path / "run", *resolve(settings))
     updates = 3 * -(-6000 // 32)  # 6,000 pairs in batches of 32
     assert summary["step"] == updates and summary["stopped"] == "max_epochs"
-    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    records = [r for r in metrics if r["kind"] == "train"]
     lr = {r["step"]: r["lr"] for r in records}
     # The rate logged at step s is the one update s ran at, set for s - 1 updates done.
     halfway = round(updates / 2 / 10) * 10
@@ -149,5 +150,4 @@ def test_cosine_schedule_spans_max_epochs_and_learns_the_toy_task(reversal_bundl
     assert lr[halfway] == pytest.approx(cosine)
     assert lr[updates] == pytest.approx(1e-4, rel=1e-3)
     assert records[-1]["loss"] < records[0]["loss"] / 5
-    valid = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "valid"]
-    assert valid[-1]["score"] > 90
+    assert [r for r in metrics if r["kind"] == "valid"][-1]["score"] > 90
