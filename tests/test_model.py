@@ -210,34 +210,33 @@ def test_empty_source_sentence_gives_finite_outputs():
 
 def test_plain_kernels_train_the_toy_task_to_the_same_quality(runner, reversal_bundle, tmp_path):
     """`nmt train --kernels plain` (the plain model, nmt/kernels) and the default (the fast
-    kernels) learn the toy reversal task alike: the same training curve, far below its start,
-    and the same validation loss and BLEU. (Short: later the two runs part ways by chance, as
-    runs from two seeds would, once rounding differences have grown.)"""
+    kernels) learn the toy reversal task alike: the same training curve while rounding
+    differences are still small, then both solve the task. (Once those differences have grown,
+    around the steep fall of the loss, the two runs part ways as runs from two seeds would, and
+    one validation can land on either side of it: the best validation is compared.)"""
     from nmt.runlog import read_metrics
     from nmt_cli.main import app
 
     bad = runner.invoke(app, ["train", "--data", str(reversal_bundle), "--out",
                               str(tmp_path / "bad"), "--kernels", "fast"])
     assert bad.exit_code == 2 and "kernels" in bad.stderr and "plain" in bad.stderr
-    curves, valid = {}, {}
+    curves, best = {}, {}
     for kernels in ([], ["--kernels", "plain"]):
         run = tmp_path / ("plain" if kernels else "default")
         result = runner.invoke(app, [
             "-q", "train", "--data", str(reversal_bundle), "--out", str(run), "--emb-size", "32",
-            "--hidden-size", "64", "--dropout", "0.1", "--lr", "0.003", "--batch-size", "32",
-            "--threads", "1", "--max-steps", "150", "--valid-every", "150", "--log-every", "10",
-            *kernels,
+            "--hidden-size", "64", "--dropout", "0.1", "--lr", "0.005", "--lr-patience", "0",
+            "--batch-size", "32", "--threads", "1", "--max-steps", "400", "--valid-every", "50",
+            "--log-every", "10", *kernels,
         ])
         assert result.exit_code == 0, result.stderr
         records = read_metrics(run / "metrics.jsonl")
         curves[run.name] = [r["loss"] for r in records if r["kind"] == "train"]
-        valid[run.name] = [r["rev"] for r in records if r["kind"] == "valid"][-1]
+        best[run.name] = max(r["rev"]["bleu"] for r in records if r["kind"] == "valid")
     assert 'kernels = "plain"' in (tmp_path / "plain" / "config.toml").read_text()
-    default, plain = curves["default"], curves["plain"]
-    assert default[-1] < 0.75 * default[0]
+    default, plain = curves["default"][:8], curves["plain"][:8]  # steps 10-80
     assert plain == pytest.approx(default, rel=0.02)
-    assert valid["plain"]["loss"] == pytest.approx(valid["default"]["loss"], rel=0.02)
-    assert abs(valid["plain"]["bleu"] - valid["default"]["bleu"]) < 2.0
+    assert best["default"] > 85 and best["plain"] > 85  # both solve it (from 0.5 at step 50)
 
 
 def test_regularised_model_learns_the_toy_task(one_thread):

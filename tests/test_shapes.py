@@ -50,6 +50,24 @@ def test_padded_rows_equal_the_layer_with_gradients():
         assert torch.allclose(a, b, atol=1e-2)
 
 
+def test_a_batch_of_one_multiplies_as_it_would_inside_a_larger_batch():
+    """Attention's context for one sentence's beams (K = 5 rows, 2 threads: the case whose sums
+    split differently on a Zen 4 CPU) is the same bits alone as among 7 sentences."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(3)
+        weights = torch.randn(7, 5, 32, generator=gen).softmax(-1)  # (B, K, S)
+        values = torch.randn(7, 32, 512, generator=gen)  # (B, S, H)
+        inside = torch.bmm(weights, values)
+        alone = shapes.bmm(weights[:1], values[:1])
+        assert torch.equal(alone, inside[:1])
+        assert torch.equal(shapes.bmm(weights[:3], values[:3]), inside[:3])
+        assert torch.allclose(alone[0], weights[0] @ values[0], atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(("size", "want"), [(1, 8), (13, 16), (16, 16), (5477, 5480)])
 def test_padded_is_the_next_multiple_of_8(size, want):
     assert shapes.padded(size) == want

@@ -140,4 +140,5 @@ def test_evaluate_model_scores_what_translate_writes(runner, tmp_path, reversal_
                                  "--ref", str(ref), "--json", *options])
     assert scored.exit_code == 0 and direct.exit_code == 0, direct.output
     assert json.loads(direct.stdout) == json.loads(scored.stdout)
-    assert json.loads(scored.stdout)["BLEU"]["score"] > 5  # a real translation was scored
+    # A real translation was scored: the partly trained model gives 4-9 BLEU, an empty file 0.
+    assert json.loads(scored.stdout)["BLEU"]["score"] > 1

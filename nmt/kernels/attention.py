@@ -45,7 +45,7 @@ def sigmoid_attend(projected_query: Tensor, keys: Tensor, values: Tensor, mask: 
     scores = 2.0 * (hidden @ energy)  # (B, K, S); half a 1-output Linear's time
     scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores, dim=-1)  # (B, K, S)
-    context = torch.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
+    context = shapes.bmm(weights, values)  # (B, K, H): one product per sentence, not per row
     return context.view(-1, values.size(2)), weights.view(-1, src_len)  # (N, H), (N, S)
 
 

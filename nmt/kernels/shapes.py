@@ -12,6 +12,9 @@ zero rows appended to its weight (zeros to its bias) and the extra logits are dr
 The parameter keeps its shape, so checkpoints and tied embeddings are unchanged. Training pads
 once per batch (kernels/loss.py); translation swaps the output layers for `PaddedLinear` at load.
 
+A batch of one is multiplied as a batch of two (`bmm`), so that a sentence's attention context
+does not depend on how many sentences share its batch.
+
 Plain twin: the bare multiply. Tests: tests/test_shapes.py.
 """
 
@@ -60,6 +63,18 @@ def linear(layer: Callable[[Tensor], Tensor], x: Tensor,
     rows = x.reshape(-1, x.size(-1))  # (M, in)
     out = layer(pad_rows(rows))[: rows.size(0)]  # (M, out)
     return out.view(*x.shape[:-1], out.size(-1))
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """torch.bmm(a, b) for a (B, M, K) and b (B, K, N), each item's product the same whatever B.
+
+    PyTorch runs a batch of one as a single multiply, which MKL may split between threads in
+    another summation order than the per-item products of a larger batch: on the CPU a batch of
+    one goes through as two, the second all zeros.
+    """
+    if a.size(0) != 1 or a.device.type != "cpu":
+        return torch.bmm(a, b)
+    return torch.bmm(torch.cat([a, torch.zeros_like(a)]), torch.cat([b, torch.zeros_like(b)]))[:1]
 
 
 def padded(size: int) -> int:
