@@ -98,6 +98,11 @@ class TrainConfig:
     lr_patience: int = _opt(2, "Plateau schedule: validations without improvement before decay.")
     min_lr: float = _opt(1e-6, "Lower bound on the learning rate.")
     label_smoothing: float = _opt(0.0, "Label smoothing of the cross-entropy.")
+    sampling_rate: float = _opt(
+        0.0, "Scheduled sampling: the final probability that a decoder input token is the "
+        "model's own greedy choice of the step before instead of the reference; it rises "
+        "linearly from 0 over the run (needs max-steps or max-epochs). 0: teacher forcing.",
+    )
     clip_norm: float = _opt(5.0, "Clip the global gradient norm to this; 0 disables.")
     accum_steps: int = _opt(1, "Batches accumulated into one update.")
     max_steps: int = _opt(0, "Stop after this many updates; 0 means no limit.")
@@ -310,6 +315,8 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
         raise ConfigError("set batch-size or batch-tokens to a positive number")
     if not 0.0 <= train.label_smoothing < 1.0:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {train.label_smoothing}")
+    if not 0.0 <= train.sampling_rate <= 1.0:
+        raise ConfigError(f"sampling-rate must be in [0, 1], got {train.sampling_rate}")
     _weights(train.task_weights)  # a malformed item is refused before any work
 
 

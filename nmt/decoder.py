@@ -18,6 +18,9 @@ the context:
     c_t     = Attention(query = top-layer s'_t, encoder states)
     s_t     = Cell_c(c_t, s'_t)                       the top layer's state for step t+1
     a_t     = tanh(W_c [s_t; c_t])                    read by the output layer as above
+Scheduled sampling (Bengio et al. 2015), in training only: with probability p, drawn per token,
+the y_{t-1} fed at step t is the model's own greedy choice argmax logits_{t-1} instead of the
+reference; the choice is not differentiated, its embedding is.
 
 Input feeding makes step t depend on step t-1, so training loops over target steps too (as every
 toolkit does). What does not depend on the loop is taken out of it: the embedding part of the
@@ -199,8 +202,10 @@ class Decoder(nn.Module):
         """What the attention reads at every step: keys projected once per sentence."""
         return self.attention.memory(enc.states, enc.mask)
 
-    def forward(self, tgt_in: Tensor, enc: EncoderOutput) -> tuple[Tensor, Tensor]:
-        """Teacher forcing over tgt_in (B, T).
+    def forward(self, tgt_in: Tensor, enc: EncoderOutput,
+                sampling: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Teacher forcing over tgt_in (B, T); with `sampling` > 0, scheduled sampling at that
+        probability p (module docstring).
 
         Returns:
             the output layer's inputs (B, T, H), or (B, T, E) with a readout; attention weights
@@ -220,11 +225,23 @@ class Decoder(nn.Module):
         ops = self._ops(self.memory(enc))
         outputs, weights = [], []
         for x_gates in emb_gates.unbind(0):
+            if sampling and outputs:
+                x_gates = self._sampled(x_gates, outputs[-1], sampling)
             attentional, h, c, attn = self._advance(x_gates, feed, h, c, ops)
             feed = self.dropout(attentional)
             outputs.append(self._read(attentional, feed))
             weights.append(attn)
         return self.pre_output(torch.stack(outputs, dim=1)), torch.stack(weights, dim=1)
+
+    def _sampled(self, x_gates: Tensor, read: Tensor, rate: float) -> Tensor:
+        """Scheduled sampling: the reference inputs' gates x_gates (B, G), each row replaced with
+        probability `rate` by those of the greedy choice from the step before, whose output
+        layer read `read` (B, H)."""
+        with torch.no_grad():
+            choice = self.output(read).argmax(dim=-1)  # (B,)
+            own = torch.rand(choice.shape, device=choice.device) < rate  # (B,)
+        choice_gates = self.emb_proj(self.dropout(self.embeddings(choice)))  # (B, G)
+        return torch.where(own.unsqueeze(1), choice_gates, x_gates)
 
     def pre_output(self, hidden: Tensor) -> Tensor:
         """Attentional vectors (..., H) -> the output layer's inputs (..., H or E)."""

@@ -59,9 +59,11 @@ class BatchLoss(nn.Module):
         self.kernels = kernels
 
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, task: str
+        self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, task: str,
+        sampling: float = 0.0,
     ) -> tuple[Tensor, Tensor]:
+        """`sampling`: the scheduled sampling rate of this batch (decoder.py)."""
         with kernels.use(self.kernels):
-            hidden, _ = self.model(src_tokens, src_lengths, tgt_in, task)  # (B, T, H)
+            hidden, _ = self.model(src_tokens, src_lengths, tgt_in, task, sampling)  # (B, T, H)
             output = self.model.decoders[task].out_proj
             return sequence_loss(output, hidden, tgt_out, self.label_smoothing)

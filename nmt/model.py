@@ -39,14 +39,15 @@ class Seq2Seq(nn.Module):
         return self.encoder(src_tokens, src_lengths)
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                task: str) -> tuple[Tensor, Tensor]:
-        """Teacher forcing for one task (what DDP wraps).
+                task: str, sampling: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Teacher forcing for one task (what DDP wraps), or scheduled sampling at the rate
+        `sampling` (decoder.py).
 
         Returns:
             attentional vectors (B, T, H), to give to `loss.sequence_loss` with
             `self.decoders[task].out_proj`; attention weights (B, T, S).
         """
-        return self.decoders[task](tgt_in, self.encode(src_tokens, src_lengths))
+        return self.decoders[task](tgt_in, self.encode(src_tokens, src_lengths), sampling)
 
 
 def build_model(

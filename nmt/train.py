@@ -87,7 +87,11 @@ class Trainer:
             {t: len(self.samplers[t].indices) for t in self.tasks}, train_cfg.task_schedule,
             train_cfg.task_temperature, train_cfg.seed,
         )
-        self.schedule = LrSchedule(self.optimizer, train_cfg, self._horizon())
+        self.horizon = self._horizon()
+        if train_cfg.sampling_rate and self.horizon < 1:
+            raise ConfigError("scheduled sampling rises over the run's length: set max-steps or "
+                              "max-epochs")
+        self.schedule = LrSchedule(self.optimizer, train_cfg, self.horizon)
         self.step = 0
         # Wall seconds since the run began, across resumes: time-to-quality curves.
         self.clock = (0.0, time.perf_counter())
@@ -265,11 +269,12 @@ class Trainer:
             # Normalise by the update's real target tokens (over all ranks): the per-token mean of
             # one big batch. A CPU integer, so no host sync on a single device.
             update_tokens = self._global_tokens(sum(b.n_tgt_tokens for b in batches))
+            sampling = self._sampling_rate(self.step)
             for number, batch in enumerate(batches, start=1):
                 batch = batch.to(self.device)
                 with self._sync_grads(number == len(batches)), autocast(self.device, self.amp):
                     loss_sum, _ = self.loss(batch.src_tokens, batch.src_lengths, batch.tgt_in,
-                                            batch.tgt_out, batch.task)
+                                            batch.tgt_out, batch.task, sampling)
                 # DDP averages gradients over ranks; scale by world to get the sum.
                 scale = self.weights[batch.task] * self.dist.world / update_tokens
                 self.scaler.scale(loss_sum * scale).backward()
@@ -299,6 +304,13 @@ class Trainer:
                    "elapsed_s": self.elapsed()}
         self.report({"kind": "done", **summary})
         return summary
+
+    def _sampling_rate(self, done: int) -> float:
+        """Scheduled sampling's rate once `done` updates are done: linear from 0 to
+        sampling-rate over the run."""
+        if not self.cfg.sampling_rate:
+            return 0.0
+        return self.cfg.sampling_rate * min(1.0, done / self.horizon)
 
     def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
         """Under DDP, reduce gradients only on the last batch of an accumulated update."""
@@ -339,6 +351,8 @@ class Trainer:
                   "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": self.schedule.lr,
                   "tokens_per_s": window["tokens"] / elapsed,
                   "sents_per_s": window["sents"] / elapsed}
+        if self.cfg.sampling_rate:
+            record["sampling_rate"] = self._sampling_rate(self.step - 1)  # the last update's
         if len(self.tasks) > 1:
             record["task_loss_sum"] = {t: float(v) for t, v in per_task.items()}
         self.log.write(record)

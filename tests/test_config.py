@@ -53,6 +53,12 @@ def test_dropout_rates_out_of_range_are_refused(key, value):
         resolve({key: value})
 
 
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_sampling_rate_out_of_range_is_refused(value):
+    with pytest.raises(ConfigError, match="sampling-rate"):
+        resolve({"sampling-rate": value})
+
+
 def test_out_dropout_is_off_by_default():
     """By default the output layer reads the fed (--dropout) vector; --out-dropout adds its own."""
     from nmt.model import build_model

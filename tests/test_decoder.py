@@ -56,6 +56,50 @@ def test_forward_equals_step_by_step(cell, layers, layer_norm, conditional):
     assert (state.c is not None) == (cell == "lstm")
 
 
+@pytest.mark.parametrize(("cell", "layers", "layer_norm", "conditional"), CELLS)
+def test_sampling_at_rate_one_feeds_the_greedy_choices(cell, layers, layer_norm, conditional):
+    """Scheduled sampling at rate 1 feeds, after the first reference token, the argmax of the
+    step before: what greedy search computes, step by step."""
+    decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm, conditional=conditional)
+    hidden, attn = decoder(tgt_in, enc, sampling=1.0)
+    logits = decoder.output(hidden)  # (B, T, V)
+    state, memory = decoder.init_state(enc), decoder.memory(enc)
+    prev = tgt_in[:, 0]
+    for t in range(tgt_in.size(1)):
+        step_logits, state, step_attn = decoder.step(prev, state, memory)
+        assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
+        assert torch.allclose(step_attn, attn[:, t], atol=1e-6)
+        prev = step_logits.argmax(dim=-1)
+    teacher, _ = decoder(tgt_in, enc)
+    assert not torch.allclose(teacher[:, 1:], hidden[:, 1:])  # the references were not fed
+
+
+def test_sampling_at_rate_zero_is_teacher_forcing_and_draws_nothing():
+    decoder, enc, tgt_in = make()
+    rng = torch.get_rng_state()
+    assert torch.equal(decoder(tgt_in, enc, sampling=0.0)[0], decoder(tgt_in, enc)[0])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_sampling_mixes_reference_and_own_inputs_per_token():
+    """At rate 0.5 each fed token is the reference or the greedy choice, drawn per row and step:
+    the outputs differ from both teacher forcing and rate 1 beyond the first step."""
+    decoder, enc, tgt_in = make(dropout=0.0)
+    tgt_in = torch.randint(4, V, (64, 5))
+    enc = EncoderOutput(states=torch.randn(64, S, H), mask=torch.ones(64, S, dtype=torch.bool),
+                        final=torch.randn(64, H), final_cell=torch.randn(64, H))
+    teacher, _ = decoder(tgt_in, enc)
+    greedy, _ = decoder(tgt_in, enc, sampling=1.0)
+    torch.manual_seed(3)
+    mixed, _ = decoder(tgt_in, enc, sampling=0.5)
+    step1 = mixed[:, 1]  # its input is one draw: the reference's or the choice's row, exactly
+    as_teacher = (step1 - teacher[:, 1]).abs().amax(1) < 1e-6
+    as_greedy = (step1 - greedy[:, 1]).abs().amax(1) < 1e-6
+    assert bool((as_teacher | as_greedy).all())
+    own = (as_greedy & ~as_teacher).sum().item()
+    assert 16 <= own and (as_teacher & ~as_greedy).sum().item() >= 16  # about 32 each
+
+
 def test_padded_source_positions_have_no_effect():
     decoder, enc, tgt_in = make()
     hidden, attn = decoder(tgt_in, enc)
@@ -187,14 +231,17 @@ def test_bridge_sets_every_layer_and_feed_starts_at_zero():
 
 
 @pytest.mark.parametrize(("cell", "layers", "layer_norm", "conditional"), CELLS)
-def test_fast_kernels_equal_the_plain_decoder(cell, layers, layer_norm, conditional):
+@pytest.mark.parametrize("sampling", [0.0, 0.5])
+def test_fast_kernels_equal_the_plain_decoder(cell, layers, layer_norm, conditional, sampling):
     """forward() with gradients takes the loop forms (nmt/kernels/steplinear.py and attention.py):
-    the outputs and every parameter's gradient equal the plain decoder's autograd."""
+    the outputs and every parameter's gradient equal the plain decoder's autograd, under
+    scheduled sampling too (the same draws)."""
     decoder, enc, tgt_in = make(cell, layers, layer_norm=layer_norm, conditional=conditional)
     enc.states.requires_grad_(True)
 
     def grads():
-        hidden, attn = decoder(tgt_in, enc)
+        torch.manual_seed(5)
+        hidden, attn = decoder(tgt_in, enc, sampling)
         loss = (hidden * torch.linspace(-1, 1, H)).sin().sum() + attn.pow(2).sum()
         return loss, torch.autograd.grad(loss, [enc.states, *decoder.parameters()],
                                          allow_unused=True)

@@ -17,6 +17,8 @@ import torch
 
 from nmt import checkpoint
 from nmt.config import resolve
+from nmt.decoder import Decoder
+from nmt.errors import ConfigError
 from nmt.runlog import read_metrics
 from nmt.train import train
 from nmt.translate import SearchOptions, load_translator, translate_stream
@@ -131,6 +133,45 @@ def test_pretrained_frozen_source_embeddings(reversal_bundle, tmp_path):
     vocab = open_bundle(reversal_bundle).src_vocab
     assert torch.equal(weights[vocab.index("a")], torch.full((8,), 0.5))
     assert torch.equal(weights[vocab.index("b")], torch.full((8,), -0.25))
+
+
+def test_scheduled_sampling_rises_over_the_run_and_learns_the_toy_task(reversal_bundle, tmp_path,
+                                                                        monkeypatch):
+    """--sampling-rate: the rate the decoder samples at and the logged one rise linearly to their
+    value at the last update, and the model still learns the task (greedy: >= 95% of unseen
+    inputs)."""
+    seen = []
+    sampled = Decoder._sampled
+
+    def record(self, x_gates, read, rate):
+        seen.append(rate)
+        return sampled(self, x_gates, read, rate)
+
+    monkeypatch.setattr(Decoder, "_sampled", record)
+    settings = {**SMALL, "data": str(reversal_bundle), "hidden-size": 128, "emb-size": 64,
+                "batch-size": 64, "sampling-rate": 0.5, "max-steps": 1000, "valid-every": 1000,
+                "patience": 0}
+    train(tmp_path / "run", *resolve(settings))
+    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    rates = {r["step"]: r["sampling_rate"] for r in records}
+    assert rates[500] == pytest.approx(0.5 * 499 / 1000) and rates[1000] == pytest.approx(0.4995)
+    assert records[-1]["loss"] < records[0]["loss"] / 10
+    assert 0 < min(seen) < 0.001 and max(seen) == pytest.approx(0.4995)  # none at update 1
+
+    translator = load_translator(tmp_path / "run", torch.device("cpu"))
+    rng = random.Random(7)
+    tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(100)]
+    outputs = [t.text for t in translate_stream(translator, tests, None, SearchOptions(beam=1))]
+    exact = sum(out == " ".join(reversed(src.split()))
+                for src, out in zip(tests, outputs, strict=True))
+    assert exact / len(tests) >= 0.95, outputs[:5]
+
+
+def test_scheduled_sampling_needs_the_runs_length(reversal_bundle, tmp_path):
+    settings = {**SMALL, "data": str(reversal_bundle), "sampling-rate": 0.2, "max-steps": 0,
+                "max-epochs": 0}
+    with pytest.raises(ConfigError, match="max-steps or max-epochs"):
+        train(tmp_path / "run", *resolve(settings))
 
 
 def test_cosine_schedule_spans_max_epochs_and_learns_the_toy_task(reversal_bundle, tmp_path):
