@@ -237,11 +237,16 @@ class Decoder(nn.Module):
         """Scheduled sampling: the reference inputs' gates x_gates (B, G), each row replaced with
         probability `rate` by those of the greedy choice from the step before, whose output
         layer read `read` (B, H)."""
+        own = torch.rand(read.size(0), device=read.device) < rate  # (B,)
+        # Only the drawn rows are read out on the CPU (the output layer is the step's largest
+        # multiply); on a GPU selecting them would wait for the device at every step.
+        rows = own.nonzero().squeeze(1) if _selects_rows(read.device) else None  # (R,)
         with torch.no_grad():
-            choice = self.output(read).argmax(dim=-1)  # (B,)
-            own = torch.rand(choice.shape, device=choice.device) < rate  # (B,)
-        choice_gates = self.emb_proj(self.dropout(self.embeddings(choice)))  # (B, G)
-        return torch.where(own.unsqueeze(1), choice_gates, x_gates)
+            choice = self.output(read if rows is None else read.index_select(0, rows))
+        gates = self.emb_proj(self.dropout(self.embeddings(choice.argmax(dim=-1))))  # (R|B, G)
+        if rows is None:
+            return torch.where(own.unsqueeze(1), gates, x_gates)
+        return x_gates.index_copy(0, rows, gates.to(x_gates.dtype))
 
     def pre_output(self, hidden: Tensor) -> Tensor:
         """Attentional vectors (..., H) -> the output layer's inputs (..., H or E)."""
@@ -318,6 +323,10 @@ class Decoder(nn.Module):
         if self.norms:
             gates, h_gates = self.norms[2 * index](gates), self.norms[2 * index + 1](h_gates)
         return self._cell(gates, h_gates, h, c)
+
+
+def _selects_rows(device: torch.device) -> bool:
+    return device.type == "cpu"
 
 
 def _module(module: nn.Module) -> Linear:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from nmt import decoder as decoder_module
 from nmt import kernels
 from nmt.decoder import Decoder, DecoderState, gru_cell, lstm_cell, rnn_cell
 from nmt.embeddings import Embeddings
@@ -98,6 +99,27 @@ def test_sampling_mixes_reference_and_own_inputs_per_token():
     assert bool((as_teacher | as_greedy).all())
     own = (as_greedy & ~as_teacher).sum().item()
     assert 16 <= own and (as_teacher & ~as_greedy).sum().item() >= 16  # about 32 each
+
+
+def test_sampling_on_drawn_rows_equals_sampling_on_all_rows(monkeypatch):
+    """The CPU reads out only the drawn rows, a GPU all of them: the same outputs and gradients
+    for the same draws."""
+    decoder, enc, tgt_in = make(dropout=0.0)
+
+    def grads():
+        torch.manual_seed(11)
+        hidden, _ = decoder(tgt_in, enc, sampling=0.5)
+        return hidden, torch.autograd.grad(hidden.sin().sum(), list(decoder.parameters()),
+                                           allow_unused=True)
+
+    hidden, got = grads()
+    monkeypatch.setattr(decoder_module, "_selects_rows", lambda device: False)
+    all_rows, want = grads()
+    assert torch.allclose(hidden, all_rows, atol=1e-6)
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            assert torch.allclose(g, w, atol=1e-6)
 
 
 def test_padded_source_positions_have_no_effect():
