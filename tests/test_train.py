@@ -51,13 +51,18 @@ def test_toy_reversal_is_learned(reversal_bundle, tmp_path, precision):
     losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert losses[-1] < losses[0] / 10
 
-    translator = load_translator(tmp_path / "run", torch.device("cpu"))
-    rng = random.Random(123)
-    tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(200)]
+    assert _reversed_exactly(tmp_path / "run", 200, seed=123) >= 0.95
+
+
+def _reversed_exactly(run: Path, n: int, seed: int) -> float:
+    """The share of n unseen seeded reversal inputs the run's model reverses exactly (greedy)."""
+    translator = load_translator(run, torch.device("cpu"))
+    rng = random.Random(seed)
+    tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(n)]
     outputs = [t.text for t in translate_stream(translator, tests, None, SearchOptions(beam=1))]
     exact = sum(out == " ".join(reversed(src.split()))
                 for src, out in zip(tests, outputs, strict=True))
-    assert exact / len(tests) >= 0.95, outputs[:5]
+    return exact / n
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
@@ -158,13 +163,7 @@ def test_scheduled_sampling_rises_over_the_run_and_learns_the_toy_task(reversal_
     assert records[-1]["loss"] < records[0]["loss"] / 10
     assert 0 < min(seen) < 0.001 and max(seen) == pytest.approx(0.4995)  # none at update 1
 
-    translator = load_translator(tmp_path / "run", torch.device("cpu"))
-    rng = random.Random(7)
-    tests = [" ".join(rng.choice(SYMBOLS) for _ in range(rng.randint(5, 12))) for _ in range(100)]
-    outputs = [t.text for t in translate_stream(translator, tests, None, SearchOptions(beam=1))]
-    exact = sum(out == " ".join(reversed(src.split()))
-                for src, out in zip(tests, outputs, strict=True))
-    assert exact / len(tests) >= 0.95, outputs[:5]
+    assert _reversed_exactly(tmp_path / "run", 100, seed=7) >= 0.95
 
 
 def test_scheduled_sampling_needs_the_runs_length(reversal_bundle, tmp_path):
