@@ -317,6 +317,9 @@ def _check(model: ModelConfig, train: TrainConfig) -> None:
         raise ConfigError(f"label-smoothing must be in [0, 1), got {train.label_smoothing}")
     if not 0.0 <= train.sampling_rate <= 1.0:
         raise ConfigError(f"sampling-rate must be in [0, 1], got {train.sampling_rate}")
+    if train.sampling_rate and not (train.max_steps or train.max_epochs):
+        raise ConfigError("scheduled sampling rises over the run's length: set max-steps or "
+                          "max-epochs")
     _weights(train.task_weights)  # a malformed item is refused before any work
 
 

@@ -87,11 +87,7 @@ class Trainer:
             {t: len(self.samplers[t].indices) for t in self.tasks}, train_cfg.task_schedule,
             train_cfg.task_temperature, train_cfg.seed,
         )
-        self.horizon = self._horizon()
-        if train_cfg.sampling_rate and self.horizon < 1:
-            raise ConfigError("scheduled sampling rises over the run's length: set max-steps or "
-                              "max-epochs")
-        self.schedule = LrSchedule(self.optimizer, train_cfg, self.horizon)
+        self.schedule = LrSchedule(self.optimizer, train_cfg, self._horizon())
         self.step = 0
         # Wall seconds since the run began, across resumes: time-to-quality curves.
         self.clock = (0.0, time.perf_counter())
@@ -310,7 +306,7 @@ class Trainer:
         sampling-rate over the run."""
         if not self.cfg.sampling_rate:
             return 0.0
-        return self.cfg.sampling_rate * min(1.0, done / self.horizon)
+        return self.cfg.sampling_rate * min(1.0, done / self.schedule.horizon)
 
     def _sync_grads(self, last: bool) -> contextlib.AbstractContextManager:
         """Under DDP, reduce gradients only on the last batch of an accumulated update."""

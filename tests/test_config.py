@@ -59,6 +59,11 @@ def test_sampling_rate_out_of_range_is_refused(value):
         resolve({"sampling-rate": value})
 
 
+def test_scheduled_sampling_needs_the_runs_length():
+    with pytest.raises(ConfigError, match="max-steps or max-epochs"):
+        resolve({"sampling-rate": 0.2, "max-steps": 0, "max-epochs": 0})
+
+
 def test_out_dropout_is_off_by_default():
     """By default the output layer reads the fed (--dropout) vector; --out-dropout adds its own."""
     from nmt.model import build_model

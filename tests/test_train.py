@@ -18,7 +18,6 @@ import torch
 from nmt import checkpoint
 from nmt.config import resolve
 from nmt.decoder import Decoder
-from nmt.errors import ConfigError
 from nmt.runlog import read_metrics
 from nmt.train import train
 from nmt.translate import SearchOptions, load_translator, translate_stream
@@ -164,13 +163,6 @@ def test_scheduled_sampling_rises_over_the_run_and_learns_the_toy_task(reversal_
     assert 0 < min(seen) < 0.001 and max(seen) == pytest.approx(0.4995)  # none at update 1
 
     assert _reversed_exactly(tmp_path / "run", 100, seed=7) >= 0.95
-
-
-def test_scheduled_sampling_needs_the_runs_length(reversal_bundle, tmp_path):
-    settings = {**SMALL, "data": str(reversal_bundle), "sampling-rate": 0.2, "max-steps": 0,
-                "max-epochs": 0}
-    with pytest.raises(ConfigError, match="max-steps or max-epochs"):
-        train(tmp_path / "run", *resolve(settings))
 
 
 def test_cosine_schedule_spans_max_epochs_and_learns_the_toy_task(reversal_bundle, tmp_path):
