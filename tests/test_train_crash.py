@@ -184,6 +184,8 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
     assert (text / "train.de").read_text().splitlines() == targets + translated
     assert (text / "train.en").read_text().splitlines() == sources + sources
     assert "max-epochs = 6" in (student / "config.toml").read_text()  # twice the pairs
+    assert "lr-patience = 1" in (student / "config.toml").read_text()  # the student's schedule
+    assert "lr-patience = 2" in (teacher / "config.toml").read_text()  # the config's (default)
     for split in ("val", "test_2016_flickr"):
         hyp = tmp_path / "results" / f"{split}.en-de.hyp"
         assert hyp.stat().st_mtime >= (student / runlog.DONE).stat().st_mtime
