@@ -183,8 +183,9 @@ def test_recipe_rerun_after_kills_scores_a_finished_model(tmp_path):
     text = work / "mixed-text-en-de"
     assert (text / "train.de").read_text().splitlines() == targets + translated
     assert (text / "train.en").read_text().splitlines() == sources + sources
-    assert "max-epochs = 6" in (student / "config.toml").read_text()  # twice the pairs
-    assert "lr-patience = 1" in (student / "config.toml").read_text()  # the student's schedule
+    student_config = (student / "config.toml").read_text()
+    assert "max-epochs = 6" in student_config  # twice the pairs
+    assert "lr-patience = 1" in student_config  # the student's schedule
     assert "lr-patience = 2" in (teacher / "config.toml").read_text()  # the config's (default)
     for split in ("val", "test_2016_flickr"):
         hyp = tmp_path / "results" / f"{split}.en-de.hyp"
